@@ -1,0 +1,204 @@
+"""The ``storybot`` command: run | sync | console | generate | check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+from bot.config import CONFIG_ENV, TOKEN_ENV, Config, ConfigError, load_config
+
+log = logging.getLogger("storybot")
+
+NO_TOKEN = f"""{TOKEN_ENV} is not set.
+Create an application and bot at https://discord.com/developers/applications, copy the bot's token,
+then start storybot with it in the environment:
+
+    {TOKEN_ENV}=your-bot-token storybot run --config config.toml
+
+(The token is read from the environment only, never from the config file.)"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="storybot", description=__doc__)
+    parser.add_argument(
+        "--config", help=f"TOML config file (default: ${CONFIG_ENV}, else built-in defaults)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("run", help="connect to Discord and serve (needs DISCORD_TOKEN)")
+    sync = commands.add_parser("sync", help="register the slash commands with Discord")
+    sync.add_argument(
+        "--guild", type=int, action="append", default=[], help="sync to this server only"
+    )
+
+    for name, text in (
+        ("console", "a local REPL with the same commands, no Discord needed"),
+        ("generate", "continue one prompt and print the result"),
+        ("check", "diagnose the set-up: config, token, database, model, device"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("--model", help="model hub id or local directory (overrides the config)")
+        if name == "console":
+            sub.add_argument("--db", help="SQLite file (overrides the config)")
+    generate = commands.choices["generate"]
+    generate.add_argument("prompt")
+    generate.add_argument("--max-new-tokens", type=int, default=None)
+    generate.add_argument("--temperature", type=float, default=None)
+    generate.add_argument("--seed", type=int, default=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        print(f"storybot: configuration error: {error}", file=sys.stderr)
+        return 2
+    if getattr(args, "model", None):
+        config = dataclasses.replace(
+            config, model=dataclasses.replace(config.model, name=args.model)
+        )
+    if getattr(args, "db", None):
+        config = dataclasses.replace(
+            config, database=dataclasses.replace(config.database, path=Path(args.db))
+        )
+    handler = {"run": run, "sync": sync, "console": console, "generate": generate, "check": check}
+    try:
+        return asyncio.run(handler[args.command](config, args))
+    except KeyboardInterrupt:
+        return 130
+
+
+async def run(config: Config, args) -> int:
+    if not config.token:
+        print(NO_TOKEN, file=sys.stderr)
+        return 2
+    import discord
+
+    from bot.app import create_bot
+
+    bot = create_bot(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
+    try:
+        async with bot:
+            await bot.start(config.token.reveal())
+    except discord.LoginFailure:
+        print(f"Discord refused the token in {TOKEN_ENV}: check it and try again.", file=sys.stderr)
+        return 2
+    return 0
+
+
+async def sync(config: Config, args) -> int:
+    if not config.token:
+        print(NO_TOKEN, file=sys.stderr)
+        return 2
+    import discord
+
+    from bot.app import create_bot
+
+    async with create_bot(config, serve=False) as bot:
+        await bot.login(config.token.reveal())
+        if args.guild:
+            for guild_id in args.guild:
+                guild = discord.Object(guild_id)
+                bot.tree.copy_global_to(guild=guild)
+                synced = await bot.tree.sync(guild=guild)
+                print(f"synced {len(synced)} commands to server {guild_id}")
+        else:
+            synced = await bot.tree.sync()
+            print(f"synced {len(synced)} global commands (Discord may take a while to show them)")
+    return 0
+
+
+async def console(config: Config, args) -> int:
+    from bot.app import services
+    from bot.console import Console, stdin_lines
+
+    print(f"loading {config.model.name} …", file=sys.stderr)
+    async with services(config) as opened:
+        await Console(opened.service).run(stdin_lines())
+    return 0
+
+
+async def generate(config: Config, args) -> int:
+    from bot.engine import GenerationRequest, LocalEngine, SamplingParams
+
+    g = config.generation
+    params = SamplingParams(
+        temperature=g.temperature if args.temperature is None else args.temperature,
+        top_p=g.top_p,
+        top_k=g.top_k,
+        repetition_penalty=g.repetition_penalty,
+        no_repeat_ngram_size=g.no_repeat_ngram_size,
+        max_new_tokens=args.max_new_tokens or g.max_new_tokens,
+        seed=args.seed,
+    )
+    engine = LocalEngine(config.model)
+    await engine.start()
+    try:
+        ids = tuple(engine.tokenizer.encode(args.prompt))
+        result = await engine.generate(GenerationRequest(ids, params))
+    finally:
+        await engine.close()
+    print(args.prompt + result.text)
+    return 0
+
+
+async def check(config: Config, args) -> int:
+    """Each check prints one line; the exit status is the number of failures."""
+    failures = 0
+
+    def report(ok: bool, what: str, detail: str) -> None:
+        nonlocal failures
+        failures += not ok
+        print(f"[{'ok' if ok else 'FAIL'}] {what}: {detail}")
+
+    report(True, "config", str(config.source or "built-in defaults"))
+    report(
+        bool(config.token),
+        "token",
+        f"{TOKEN_ENV} is set" if config.token else f"{TOKEN_ENV} is not set",
+    )
+
+    from bot.store import Store
+
+    try:
+        store = await Store.open(config.database.path)
+        version = await store.schema_version()
+        await store.check_writable()
+        await store.close()
+        report(True, "database", f"{config.database.path} is writable (schema version {version})")
+    except Exception as error:
+        report(False, "database", f"{config.database.path}: {error}")
+
+    from bot.engine.loader import load_model
+
+    try:
+        started = time.perf_counter()
+        m = config.model
+        loaded = await asyncio.to_thread(load_model, m.name, m.device, m.dtype, m.attention)
+        seconds = time.perf_counter() - started
+        report(True, "model", f"{m.name} loaded in {seconds:.1f}s, {loaded.n_positions} positions")
+        report(True, "device", f"{loaded.device} ({loaded.dtype})")
+    except Exception as error:
+        report(False, "model", f"{config.model.name} did not load: {error}")
+    return min(failures, 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Discord command surfaces, one extension each."""

@@ -1,0 +1,100 @@
+"""/write, /continue and /story: the commands members tell stories with."""
+
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.client import StoryBot, defer_public
+from bot.render import safe, split_message, story_part
+from bot.service import Actor, Written
+from bot.story import MODES, story_text
+
+MODE_CHOICES = [
+    app_commands.Choice(name=f"{m.name}: {m.description}", value=m.name) for m in MODES.values()
+]
+SHOW_CHUNKS = 5
+
+
+def actor_of(bot: StoryBot, interaction: discord.Interaction) -> Actor:
+    """Who is asking, where, and whether they moderate this server."""
+    return Actor(
+        guild_id=interaction.guild_id,
+        channel_id=interaction.channel_id,
+        user_id=interaction.user.id,
+        is_moderator=bot.is_moderator(interaction.user),
+    )
+
+
+class StoryCog(commands.Cog):
+    """Start and continue the channel's story."""
+
+    def __init__(self, bot: StoryBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="write")
+    @app_commands.guild_only()
+    @app_commands.describe(
+        prompt="How the story begins; the bot writes what comes next",
+        mode="The kind of writing (default: story)",
+    )
+    @app_commands.choices(mode=MODE_CHOICES)
+    async def write(
+        self,
+        interaction: discord.Interaction,
+        prompt: app_commands.Range[str, 1, 1500],
+        mode: str | None = None,
+    ) -> None:
+        """Start a new story in this channel (the previous one is archived)."""
+        await defer_public(interaction)
+        written = await self.bot.service.write(actor_of(self.bot, interaction), prompt, mode)
+        header = f"📖 **A new {written.story.mode}** begun by {safe(interaction.user.display_name)}"
+        if written.archived:
+            header += f" (the previous story, “{safe(written.archived.title[:60])}”, is archived)"
+        await self._send(interaction, header, [(None, t.text) for t in written.turns])
+
+    @app_commands.command(name="continue")
+    @app_commands.guild_only()
+    @app_commands.describe(text="Your own line to add first (optional); the bot then writes on")
+    async def continue_(
+        self, interaction: discord.Interaction, text: app_commands.Range[str, 1, 1500] | None = None
+    ) -> None:
+        """Add to this channel's story and let the bot write the next part."""
+        await defer_public(interaction)
+        written = await self.bot.service.continue_(actor_of(self.bot, interaction), text)
+        await self._send(interaction, None, self._parts(interaction, written))
+
+    @app_commands.command(name="story")
+    @app_commands.guild_only()
+    async def story(self, interaction: discord.Interaction) -> None:
+        """Show this channel's story so far (only to you)."""
+        view = await self.bot.service.show(actor_of(self.bot, interaction))
+        chunks = split_message(safe(story_text(view.turns)))
+        if len(chunks) > SHOW_CHUNKS:
+            chunks = [
+                f"*(the first {len(chunks) - SHOW_CHUNKS + 1} parts are not shown)*",
+                *chunks[-(SHOW_CHUNKS - 1) :],
+            ]
+        await interaction.response.send_message(chunks[0], ephemeral=True)
+        for chunk in chunks[1:]:
+            await interaction.followup.send(chunk, ephemeral=True)
+
+    @staticmethod
+    def _parts(interaction: discord.Interaction, written: Written) -> list[tuple[str | None, str]]:
+        return [
+            (interaction.user.display_name if turn.kind == "member" else None, turn.text)
+            for turn in written.turns
+        ]
+
+    @staticmethod
+    async def _send(interaction: discord.Interaction, header: str | None, parts) -> None:
+        """The answer to a deferral: the first chunk edits it, the rest follow."""
+        body = story_part(parts)
+        chunks = split_message(f"{header}\n\n{body}" if header else body)
+        for chunk in chunks:
+            await interaction.followup.send(chunk)
+
+
+async def setup(bot: StoryBot) -> None:
+    await bot.add_cog(StoryCog(bot))

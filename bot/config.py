@@ -1,0 +1,278 @@
+"""Typed, validated configuration: one TOML file plus ``DISCORD_TOKEN`` from the environment.
+
+Everything is parsed once at start-up into frozen dataclasses and passed in; a bad value fails with
+its key, the value and what is allowed. The token is read from the environment only and is wrapped
+in :class:`Secret`, whose repr and str are masked so it cannot reach a log by accident.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONFIG_ENV = "STORYBOT_CONFIG"
+TOKEN_ENV = "DISCORD_TOKEN"
+
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+ATTENTION = ("sdpa", "eager")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, of the wrong type or out of range."""
+
+
+class Secret:
+    """A string that never shows itself in repr, str or f-strings."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself; call only where it is handed to the library that needs it."""
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class DiscordConfig:
+    """How the bot meets Discord."""
+
+    dev_guild_ids: tuple[int, ...] = ()
+    moderator_role_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model to load and how the worker serves it."""
+
+    name: str = "gpt2"
+    device: str = "auto"
+    dtype: str = "auto"
+    attention: str = "sdpa"
+    compile: bool = False
+    max_batch_size: int = 16
+    batch_wait_ms: int = 10
+    max_queue: int = 64
+    request_timeout_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """Where the stories live."""
+
+    path: Path = Path("data/storybot.db")
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Server defaults for how the model writes; moderators may change them within the caps."""
+
+    temperature: float = 0.9
+    top_p: float = 0.95
+    top_k: int = 0
+    repetition_penalty: float = 1.15
+    no_repeat_ngram_size: int = 3
+    max_new_tokens: int = 120
+    user_rate: int = 5
+
+
+@dataclass(frozen=True)
+class CapsConfig:
+    """Host limits that no moderator setting can exceed."""
+
+    max_new_tokens: int = 400
+    max_temperature: float = 1.5
+    max_repetition_penalty: float = 2.0
+    max_user_rate: int = 30
+    max_prompt_tokens: int = 300
+    max_guild_rate: int = 60
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration of one bot process."""
+
+    discord: DiscordConfig = field(default_factory=DiscordConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    caps: CapsConfig = field(default_factory=CapsConfig)
+    token: Secret = field(default_factory=lambda: Secret(""))
+    source: Path | None = None
+
+
+class _Section:
+    """Reads one TOML table, checking every key it hands out and rejecting unknown ones."""
+
+    def __init__(self, name: str, table: Any) -> None:
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"[{name}] must be a table, got {table!r}")
+        self.name = name
+        self._table = dict(table)
+        self._seen: set[str] = set()
+
+    def _raw(self, key: str, default: Any) -> Any:
+        self._seen.add(key)
+        return self._table.get(key, default)
+
+    def _fail(self, key: str, value: Any, allowed: str) -> ConfigError:
+        return ConfigError(f"{self.name}.{key} = {value!r} is invalid: {allowed}")
+
+    def number(self, key: str, default: float, lo: float, hi: float, *, integer: bool = False):
+        value = self._raw(key, default)
+        kind = "an integer" if integer else "a number"
+        ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
+        if isinstance(value, bool) or not ok_type:
+            raise self._fail(key, value, f"must be {kind} from {lo} to {hi}")
+        if not lo <= value <= hi:
+            raise self._fail(key, value, f"must be from {lo} to {hi}")
+        return int(value) if integer else float(value)
+
+    def integer(self, key: str, default: int, lo: int, hi: int) -> int:
+        return self.number(key, default, lo, hi, integer=True)
+
+    def choice(self, key: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = self._raw(key, default)
+        if value not in allowed:
+            raise self._fail(key, value, f"must be one of {', '.join(allowed)}")
+        return value
+
+    def text(self, key: str, default: str) -> str:
+        value = self._raw(key, default)
+        if not isinstance(value, str) or not value.strip():
+            raise self._fail(key, value, "must be a non-empty string")
+        return value
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self._raw(key, default)
+        if not isinstance(value, bool):
+            raise self._fail(key, value, "must be true or false")
+        return value
+
+    def ids(self, key: str) -> tuple[int, ...]:
+        value = self._raw(key, [])
+        if not isinstance(value, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
+        ):
+            raise self._fail(key, value, "must be a list of Discord ids (positive integers)")
+        return tuple(value)
+
+    def done(self) -> None:
+        unknown = sorted(set(self._table) - self._seen)
+        if unknown:
+            raise ConfigError(f"[{self.name}] has unknown key(s): {', '.join(unknown)}")
+
+
+def parse_config(data: Mapping[str, Any], token: str = "", source: Path | None = None) -> Config:
+    """Build a validated :class:`Config` from parsed TOML data."""
+    known = {"discord", "model", "database", "generation", "caps"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown section(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+
+    s = _Section("discord", data.get("discord", {}))
+    discord = DiscordConfig(
+        dev_guild_ids=s.ids("dev_guild_ids"), moderator_role_ids=s.ids("moderator_role_ids")
+    )
+    s.done()
+
+    s = _Section("model", data.get("model", {}))
+    d = ModelConfig()
+    model = ModelConfig(
+        name=s.text("name", d.name),
+        device=s.choice("device", d.device, DEVICES),
+        dtype=s.choice("dtype", d.dtype, DTYPES),
+        attention=s.choice("attention", d.attention, ATTENTION),
+        compile=s.flag("compile", d.compile),
+        max_batch_size=s.integer("max_batch_size", d.max_batch_size, 1, 256),
+        batch_wait_ms=s.integer("batch_wait_ms", d.batch_wait_ms, 0, 1000),
+        max_queue=s.integer("max_queue", d.max_queue, 1, 10_000),
+        request_timeout_s=s.number("request_timeout_s", d.request_timeout_s, 1, 840),
+    )
+    s.done()
+
+    s = _Section("database", data.get("database", {}))
+    database = DatabaseConfig(path=Path(s.text("path", str(DatabaseConfig.path))))
+    s.done()
+
+    s = _Section("caps", data.get("caps", {}))
+    c = CapsConfig()
+    caps = CapsConfig(
+        max_new_tokens=s.integer("max_new_tokens", c.max_new_tokens, 1, 1000),
+        max_temperature=s.number("max_temperature", c.max_temperature, 0.1, 5.0),
+        max_repetition_penalty=s.number(
+            "max_repetition_penalty", c.max_repetition_penalty, 1.0, 5.0
+        ),
+        max_user_rate=s.integer("max_user_rate", c.max_user_rate, 1, 600),
+        max_prompt_tokens=s.integer("max_prompt_tokens", c.max_prompt_tokens, 1, 900),
+        max_guild_rate=s.integer("max_guild_rate", c.max_guild_rate, 1, 6000),
+    )
+    s.done()
+
+    s = _Section("generation", data.get("generation", {}))
+    g = GenerationConfig()
+    generation = GenerationConfig(
+        temperature=s.number("temperature", g.temperature, 0.0, caps.max_temperature),
+        top_p=s.number("top_p", g.top_p, 0.01, 1.0),
+        top_k=s.integer("top_k", g.top_k, 0, 1000),
+        repetition_penalty=s.number(
+            "repetition_penalty", g.repetition_penalty, 1.0, caps.max_repetition_penalty
+        ),
+        no_repeat_ngram_size=s.integer("no_repeat_ngram_size", g.no_repeat_ngram_size, 0, 10),
+        max_new_tokens=s.integer(
+            "max_new_tokens", min(g.max_new_tokens, caps.max_new_tokens), 1, caps.max_new_tokens
+        ),
+        user_rate=s.integer(
+            "user_rate", min(g.user_rate, caps.max_user_rate), 1, caps.max_user_rate
+        ),
+    )
+    s.done()
+
+    return Config(
+        discord=discord,
+        model=model,
+        database=database,
+        generation=generation,
+        caps=caps,
+        token=Secret(token.strip()),
+        source=source,
+    )
+
+
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Load the TOML file at ``path`` (or ``$STORYBOT_CONFIG``; defaults when neither is set)."""
+    environ = os.environ if environ is None else environ
+    chosen = path or environ.get(CONFIG_ENV) or None
+    data: dict[str, Any] = {}
+    source = None
+    if chosen:
+        source = Path(chosen)
+        try:
+            data = tomllib.loads(source.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {source} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {source} is not valid TOML: {exc}") from None
+    return parse_config(data, token=environ.get(TOKEN_ENV, ""), source=source)

@@ -1,0 +1,136 @@
+"""A terminal REPL over the same StoryService: try the whole pipeline without Discord.
+
+Commands mirror the Discord ones (``/write``, ``/continue``, ``/story``, ``/settings …``) and act
+on one local channel of one local server, in the configured SQLite file, so stories persist
+between runs. The person at the terminal is the host, so they may change settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+from bot.errors import StoryError
+from bot.service import Actor, StoryService, Written
+from bot.story import MODES, story_text
+
+CONSOLE_ACTOR = Actor(guild_id=1, channel_id=1, user_id=1, is_moderator=True)
+
+HELP = f"""Commands:
+  /write [mode=<mode>] <prompt>         start a new story (modes: {", ".join(MODES)})
+  /continue [text]                      add your line (optional) and let the model write on
+  /story                                show the story so far
+  /settings show                        the settings in force and where they come from
+  /settings set <key> <value> [channel] change a setting for the server (or this channel)
+  /settings reset <key> [channel]       go back to the default
+  /help                                 this text
+  /quit                                 leave (the story stays in the database)"""
+
+
+class Console:
+    """Reads commands, runs them through the service, prints the answers."""
+
+    def __init__(
+        self,
+        service: StoryService,
+        out: TextIO = sys.stdout,
+        actor: Actor = CONSOLE_ACTOR,
+    ) -> None:
+        self.service = service
+        self.out = out
+        self.actor = actor
+        self._commands: dict[str, Callable[[str], object]] = {
+            "/write": self.write,
+            "/continue": self.continue_,
+            "/story": self.story,
+            "/settings": self.settings,
+            "/help": self.help,
+        }
+
+    def say(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    async def run(self, lines) -> None:
+        """Handle lines until ``/quit`` or the end of input. ``lines`` is an async iterator."""
+        self.say("storybot console — /help for commands, /quit to leave.")
+        async for raw in lines:
+            line = raw.strip()
+            if not line:
+                continue
+            if line in ("/quit", "/exit"):
+                break
+            await self.handle(line)
+
+    async def handle(self, line: str) -> None:
+        name, _, rest = line.partition(" ")
+        command = self._commands.get(name)
+        if command is None:
+            self.say(f"Unknown command {name!r}. Type /help for the list.")
+            return
+        try:
+            await command(rest.strip())
+        except StoryError as error:
+            self.say(f"! {error.user_message}")
+
+    async def help(self, _: str) -> None:
+        self.say(HELP)
+
+    async def write(self, rest: str) -> None:
+        mode = None
+        if rest.startswith("mode="):
+            first, _, rest = rest.partition(" ")
+            mode = first.removeprefix("mode=")
+        self._show(await self.service.write(self.actor, rest, mode))
+
+    async def continue_(self, rest: str) -> None:
+        self._show(await self.service.continue_(self.actor, rest or None))
+
+    async def story(self, _: str) -> None:
+        view = await self.service.show(self.actor)
+        self.say(f"[{view.story.mode}] {story_text(view.turns)}")
+
+    async def settings(self, rest: str) -> None:
+        try:
+            words = shlex.split(rest)
+        except ValueError as error:
+            self.say(f"! {error}")
+            return
+        action, args = (words[0], words[1:]) if words else ("show", [])
+        scope = "channel" if args and args[-1] == "channel" else "server"
+        if scope == "channel":
+            args = args[:-1]
+        if action == "show" and not args:
+            view = await self.service.settings(self.actor)
+            for key, spec in view.specs.items():
+                value, origin = view.resolved.values[key], view.resolved.origins[key]
+                self.say(f"  {key} = {value:g} ({origin})  {spec.range_text()}")
+        elif action == "set" and len(args) == 2:
+            change = await self.service.set_setting(self.actor, args[0], args[1], scope)
+            self.say(f"{change.key} ({scope}) = {change.new:g}")
+        elif action == "reset" and len(args) == 1:
+            change = await self.service.set_setting(self.actor, args[0], None, scope)
+            self.say(f"{change.key} ({scope}) reset; now {change.effective:g}")
+        else:
+            self.say("Usage: /settings show | set <key> <value> [channel] | reset <key> [channel]")
+
+    def _show(self, written: Written) -> None:
+        if written.archived:
+            self.say(f"(archived the previous story: {written.archived.title!r})")
+        for turn in written.turns:
+            who = {"opening": "opening", "member": "you", "model": "model"}[turn.kind]
+            self.say(f"[{who}] {turn.text}")
+
+
+async def stdin_lines(stream: TextIO = sys.stdin, prompt: str = "> "):
+    """Lines from ``stream`` read in a thread, so the event loop keeps running meanwhile."""
+    interactive = stream.isatty()
+    while True:
+        if interactive:
+            print(prompt, end="", flush=True)
+        line = await asyncio.to_thread(stream.readline)
+        if not line:
+            return
+        yield line

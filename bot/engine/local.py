@@ -1,0 +1,392 @@
+"""The local engine: one worker thread owns the model and decodes every request in one batch.
+
+Requests come in from asyncio through a bounded queue. The worker takes what has arrived, prefills
+each new request alone, splices it into the running batch and decodes the whole batch one token at
+a time (continuous batching): a row that finishes returns at once and a new request joins at the
+next step instead of waiting for the batch to drain. Results and stream deltas go back to the event
+loop with ``call_soon_threadsafe``; the event loop never runs model code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import torch
+
+from bot.config import ModelConfig
+from bot.engine.batch import Batch, Row
+from bot.engine.loader import LoadedModel, load_model
+from bot.engine.sampling import RowSampler, StopRule, TokenChooser
+from bot.engine.types import (
+    EngineBusy,
+    EngineError,
+    EngineUnavailable,
+    GenerationFailed,
+    GenerationRequest,
+    GenerationResult,
+    GenerationTimeout,
+)
+
+log = logging.getLogger(__name__)
+
+_END = object()  # closes a stream's delta queue
+
+
+class _Pending:
+    """The event loop's side of one request: its future and, when streaming, its deltas."""
+
+    def __init__(self, request: GenerationRequest, deadline: float, stream: bool) -> None:
+        self.request = request
+        self.deadline = deadline
+        self.loop = asyncio.get_running_loop()
+        self.future: asyncio.Future[GenerationResult] = self.loop.create_future()
+        self.deltas: asyncio.Queue | None = asyncio.Queue() if stream else None
+        self.submitted = time.monotonic()
+        self.started: float | None = None
+        self.cancelled = False  # set from the loop, read by the worker
+
+    def _call(self, fn, *args) -> None:
+        with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting any more
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def emit(self, delta: str) -> None:
+        if self.deltas is not None and delta:
+            self._call(self.deltas.put_nowait, delta)
+
+    def finish(self, result: GenerationResult | None = None, error: BaseException | None = None):
+        def settle() -> None:
+            if not self.future.done():
+                if error is not None:
+                    self.future.set_exception(error)
+                else:
+                    self.future.set_result(result)
+            if self.deltas is not None:
+                self.deltas.put_nowait(_END)
+
+        self._call(settle)
+
+
+@dataclass
+class EngineStats:
+    """A snapshot of the engine's load."""
+
+    queued: int
+    active: int
+    completed: int
+    failed: int
+    restarts: int
+    batch_cap: int
+
+
+class LocalEngine:
+    """Serves generation requests from a model in this process."""
+
+    def __init__(self, config: ModelConfig, loaded: LoadedModel | None = None) -> None:
+        self.config = config
+        self._loaded = loaded
+        self._queue: collections.deque[_Pending] = collections.deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._batch: Batch | None = None
+        self._resume: list[Row] = []
+        self._chooser = TokenChooser()
+        self._batch_cap = config.max_batch_size
+        self._good_steps = 0
+        self._seconds_per_request = 1.0
+        self.completed = self.failed = self.restarts = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the model (in a thread) and start the worker."""
+        if self._loaded is None:
+            c = self.config
+            self._loaded = await asyncio.to_thread(
+                load_model, c.name, c.device, c.dtype, c.attention
+            )
+        if self.config.compile:
+            model = self._loaded.model
+            model.forward = torch.compile(model.forward, dynamic=True)
+        self._closing = False
+        self._start_worker()
+
+    async def close(self) -> None:
+        """Stop the worker; every request still waiting fails with EngineUnavailable."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+        self._fail_everything(EngineUnavailable("the engine was closed"))
+
+    @property
+    def loaded(self) -> LoadedModel:
+        if self._loaded is None:
+            raise EngineUnavailable("the engine has not been started")
+        return self._loaded
+
+    @property
+    def tokenizer(self):
+        return self.loaded.tokenizer
+
+    @property
+    def n_positions(self) -> int:
+        return self.loaded.n_positions
+
+    def stats(self) -> EngineStats:
+        return EngineStats(
+            queued=len(self._queue),
+            active=len(self._batch or ()),
+            completed=self.completed,
+            failed=self.failed,
+            restarts=self.restarts,
+            batch_cap=self._batch_cap,
+        )
+
+    # -- the asyncio face --------------------------------------------------------------------
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        """Continue ``request``'s prompt; cancelling the awaiting task removes its row."""
+        pending = self._submit(request, stream=False)
+        try:
+            return await asyncio.shield(pending.future)
+        except asyncio.CancelledError:
+            pending.cancelled = True
+            raise
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[str]:
+        """Yield the continuation as text deltas, never splitting a character."""
+        pending = self._submit(request, stream=True)
+        try:
+            while (delta := await pending.deltas.get()) is not _END:
+                yield delta
+            pending.future.result()  # raise the request's error, if it had one
+        finally:
+            if not pending.future.done():
+                pending.cancelled = True
+
+    def _submit(self, request: GenerationRequest, stream: bool) -> _Pending:
+        if self._thread is None or self._closing:
+            raise EngineUnavailable("the engine is not running")
+        deadline = request.deadline or time.monotonic() + self.config.request_timeout_s
+        pending = _Pending(request, deadline, stream)
+        with self._cond:
+            depth = len(self._queue)
+            if depth >= self.config.max_queue:
+                raise EngineBusy(depth, self._estimated_wait(depth))
+            self._queue.append(pending)
+            self._cond.notify()
+        return pending
+
+    def _estimated_wait(self, depth: int) -> float:
+        rounds = depth / max(1, self._batch_cap) + 1
+        return rounds * self._seconds_per_request
+
+    # -- the worker --------------------------------------------------------------------------
+
+    def _start_worker(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="storybot-engine", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            with torch.inference_mode():
+                self._serve()
+        except Exception:
+            log.exception("the engine worker stopped unexpectedly; starting a new one")
+            self.restarts += 1
+            self._fail_everything(EngineUnavailable("the engine worker stopped"))
+            with self._cond:
+                if not self._closing:
+                    self._start_worker()
+
+    def _serve(self) -> None:
+        loaded = self.loaded
+        self._batch = batch = Batch(loaded.model, loaded.device)
+        while True:
+            arrivals = self._take(room=self._batch_cap - len(batch), idle=not batch)
+            if arrivals is None:
+                return
+            for row in arrivals:
+                self._admit(batch, row)
+            if not batch:
+                continue
+            self._drop_abandoned(batch)
+            if batch:
+                self._advance(batch)
+
+    def _take(self, room: int, idle: bool) -> list[Row | _Pending] | None:
+        """Rows to add now: evicted rows first, then new requests. None when closing."""
+        resumed, self._resume = self._resume[:room], self._resume[room:]
+        room -= len(resumed)
+        with self._cond:
+            if idle and not resumed:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if self.config.batch_wait_ms and not self._closing:
+                    # A short gathering window lets a burst start as one batch.
+                    self._cond.wait_for(
+                        lambda: len(self._queue) >= room or self._closing,
+                        timeout=self.config.batch_wait_ms / 1000,
+                    )
+            if self._closing:
+                self._resume = resumed + self._resume
+                return None
+            taken: list[_Pending] = []
+            while self._queue and len(taken) < room:
+                pending = self._queue.popleft()
+                if not pending.cancelled:
+                    taken.append(pending)
+        return resumed + taken
+
+    def _admit(self, batch: Batch, item: Row | _Pending) -> None:
+        """Prefill one new or evicted row and splice it into the batch."""
+        if isinstance(item, _Pending):
+            if item.cancelled:
+                return
+            if time.monotonic() > item.deadline:
+                self._fail(item, GenerationTimeout("deadline passed while queued"))
+                return
+            row = self._new_row(item)
+            context = row.ids
+        else:
+            row = item
+            context = row.ids[:-1]
+        try:
+            cache, logits = batch.prefill(context)
+        except torch.OutOfMemoryError:
+            self._release_memory()
+            self._fail(row.pending, GenerationFailed("out of memory on a single request"))
+            return
+        if not row.generated:
+            token = self._chooser.choose(logits.unsqueeze(0), [row.sampler])[0]
+            if self._accept(row, token):
+                return
+        batch.add(row, cache)
+
+    def _new_row(self, pending: _Pending) -> Row:
+        loaded = self.loaded
+        request = pending.request
+        params = request.params
+        # Keep the newest tokens when the prompt and the answer would not fit (nanoGPT's crop).
+        room = max(1, loaded.n_positions - params.max_new_tokens)
+        prompt = list(request.prompt_ids[-room:])
+        pending.started = time.monotonic()
+        return Row(
+            pending=pending,
+            ids=prompt,
+            prompt_len=len(prompt),
+            sampler=RowSampler(params, prompt, loaded.eos_id),
+            stop=StopRule(
+                params, loaded.eos_id, request.stop_strings, loaded.n_positions - len(prompt)
+            ),
+            deadline=pending.deadline,
+        )
+
+    def _drop_abandoned(self, batch: Batch) -> None:
+        now = time.monotonic()
+        keep = []
+        for row in batch.rows:
+            if row.pending.cancelled:
+                continue
+            if now > row.deadline:
+                self._fail(row.pending, GenerationTimeout("deadline passed while generating"))
+                continue
+            keep.append(row)
+        batch.keep(keep)
+
+    def _advance(self, batch: Batch) -> None:
+        """One decoding step for every row; on out-of-memory, evict half and go on."""
+        try:
+            logits = batch.step()
+        except torch.OutOfMemoryError:
+            self._release_memory()
+            self._on_out_of_memory(batch)
+            return
+        tokens = self._chooser.choose(logits, [r.sampler for r in batch.rows])
+        batch.keep(
+            [
+                row
+                for row, token in zip(batch.rows, tokens, strict=True)
+                if not self._accept(row, token)
+            ]
+        )
+        self._good_steps += 1
+        if self._good_steps >= 100 and self._batch_cap < self.config.max_batch_size:
+            self._batch_cap += 1
+            self._good_steps = 0
+
+    def _on_out_of_memory(self, batch: Batch) -> None:
+        rows = batch.clear()
+        if len(rows) == 1:
+            self._fail(rows[0].pending, GenerationFailed("out of memory on a single request"))
+            return
+        self._batch_cap = max(1, len(rows) // 2)
+        self._good_steps = 0
+        log.warning("out of memory with %d rows; retrying %d at a time", len(rows), self._batch_cap)
+        self._resume = rows + self._resume
+
+    def _accept(self, row: Row, token: int) -> bool:
+        """Record a new token; deliver the row and return True if it is finished."""
+        row.ids.append(token)
+        row.generated.append(token)
+        row.sampler.push(token)
+        text = None
+        if row.pending.deltas is not None or row.stop.stop_strings:
+            text = self._decode(row.generated)
+        reason = row.stop.check(row.generated, text)
+        if row.pending.deltas is not None and text is not None:
+            visible = row.stop.trim(text) if reason == "stop" else text
+            if not visible.endswith("\ufffd"):
+                row.pending.emit(visible[len(row.streamed) :])
+                row.streamed = visible
+        if reason is None:
+            return False
+        ids = [t for t in row.generated if t != self.loaded.eos_id]
+        text = row.stop.trim(self._decode(ids))
+        if row.pending.deltas is not None and len(text) > len(row.streamed):
+            row.pending.emit(text[len(row.streamed) :])
+        now = time.monotonic()
+        pending = row.pending
+        result = GenerationResult(
+            text=text,
+            token_ids=tuple(ids),
+            finish_reason=reason,
+            prompt_tokens=row.prompt_len,
+            queued_s=(pending.started or now) - pending.submitted,
+            elapsed_s=now - pending.submitted,
+        )
+        self._seconds_per_request = 0.8 * self._seconds_per_request + 0.2 * result.elapsed_s
+        self.completed += 1
+        pending.finish(result)
+        return True
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.loaded.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _fail(self, pending: _Pending, error: EngineError) -> None:
+        self.failed += 1
+        pending.finish(error=error)
+
+    def _fail_everything(self, error: EngineError) -> None:
+        """Fail every request in the batch, waiting for re-admission, or queued."""
+        rows = (self._batch.clear() if self._batch else []) + self._resume
+        self._resume = []
+        with self._cond:
+            queued, self._queue = list(self._queue), collections.deque()
+        for pending in [r.pending for r in rows] + queued:
+            self._fail(pending, error)
+
+    @staticmethod
+    def _release_memory() -> None:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

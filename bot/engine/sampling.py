@@ -1,0 +1,141 @@
+"""What to sample and when to stop, per row of a batch.
+
+:class:`TokenChooser` turns one step's logits for a whole batch into one token per row, each row
+with its own temperature, top-k, top-p, repetition penalty, n-gram ban and random generator.
+:class:`StopRule` decides when one row is finished. They are separate, small and tested alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from bot.engine.types import FinishReason, SamplingParams
+
+
+class NgramBan:
+    """Remembers every n-gram of one row so the next token cannot complete a repeat."""
+
+    def __init__(self, n: int, ids: Sequence[int]) -> None:
+        self.n = n
+        self._seen: dict[tuple[int, ...], set[int]] = {}
+        self._ids: list[int] = []
+        for token in ids:
+            self.push(token)
+
+    def push(self, token: int) -> None:
+        self._ids.append(token)
+        if self.n > 0 and len(self._ids) >= self.n:
+            gram = self._ids[-self.n :]
+            self._seen.setdefault(tuple(gram[:-1]), set()).add(gram[-1])
+
+    def banned(self) -> set[int]:
+        if self.n <= 0 or len(self._ids) < self.n - 1:
+            return set()
+        prefix = tuple(self._ids[len(self._ids) - self.n + 1 :])
+        return self._seen.get(prefix, set())
+
+
+class RowSampler:
+    """The sampling state of one row: its settings, its history and its generator."""
+
+    def __init__(self, params: SamplingParams, prompt_ids: Sequence[int], eos_id: int | None):
+        self.params = params
+        self.eos_id = eos_id
+        self.generated = 0
+        self.seen: set[int] = set(prompt_ids)
+        self.ngrams = NgramBan(params.no_repeat_ngram_size, prompt_ids)
+        seed = params.seed if params.seed is not None else int(torch.seed() % (2**63))
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def push(self, token: int) -> None:
+        self.generated += 1
+        self.seen.add(token)
+        self.ngrams.push(token)
+
+    def adjust(self, logits: torch.Tensor) -> None:
+        """Apply this row's penalties to its logits in place (a 1-D float32 tensor)."""
+        p = self.params
+        if p.repetition_penalty != 1.0 and self.seen:
+            idx = torch.tensor(sorted(self.seen), dtype=torch.long)
+            picked = logits[idx]
+            logits[idx] = torch.where(
+                picked < 0, picked * p.repetition_penalty, picked / p.repetition_penalty
+            )
+        banned = self.ngrams.banned()
+        if banned:
+            logits[torch.tensor(sorted(banned), dtype=torch.long)] = float("-inf")
+        if self.eos_id is not None and self.generated < p.min_new_tokens:
+            logits[self.eos_id] = float("-inf")
+
+
+class TokenChooser:
+    """Picks the next token for every row of a batch at once."""
+
+    def choose(self, logits: torch.Tensor, rows: Sequence[RowSampler]) -> list[int]:
+        """``logits`` is [batch, vocab]; returns one token id per row."""
+        logits = logits.float()
+        for i, row in enumerate(rows):
+            row.adjust(logits[i])
+        tokens = logits.argmax(dim=-1)
+
+        sampled = [i for i, row in enumerate(rows) if not row.params.greedy]
+        if sampled:
+            index = torch.tensor(sampled, dtype=torch.long)
+            probs = self._filtered_probs(logits[index], [rows[i].params for i in sampled])
+            for j, i in enumerate(sampled):
+                tokens[i] = torch.multinomial(probs[j], 1, generator=rows[i].generator)[0]
+        return tokens.tolist()
+
+    @staticmethod
+    def _filtered_probs(logits: torch.Tensor, params: Sequence[SamplingParams]) -> torch.Tensor:
+        """Temperature, then top-k and top-p, as probabilities; one sort for all rows."""
+        temperature = torch.tensor([p.temperature for p in params]).unsqueeze(1)
+        logits = logits / temperature
+        if any(p.top_k > 0 or p.top_p < 1.0 for p in params):
+            vocab = logits.shape[-1]
+            top_k = torch.tensor([p.top_k if p.top_k > 0 else vocab for p in params]).unsqueeze(1)
+            top_p = torch.tensor([p.top_p for p in params]).unsqueeze(1)
+            sorted_logits, order = logits.sort(dim=-1, descending=True)
+            rank = torch.arange(vocab).unsqueeze(0)
+            sorted_probs = sorted_logits.softmax(dim=-1)
+            mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
+            drop = (rank >= top_k) | (mass_before > top_p)
+            drop[:, 0] = False  # the most likely token always survives
+            sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+            logits = torch.full_like(logits, float("-inf")).scatter(1, order, sorted_logits)
+        return logits.softmax(dim=-1)
+
+
+class StopRule:
+    """Decides when one row is done: end-of-text, its length, or a stop string."""
+
+    def __init__(
+        self,
+        params: SamplingParams,
+        eos_id: int | None,
+        stop_strings: Sequence[str] = (),
+        room: int | None = None,
+    ) -> None:
+        limit = params.max_new_tokens if room is None else min(params.max_new_tokens, room)
+        self.max_new_tokens = max(1, limit)
+        self.min_new_tokens = params.min_new_tokens
+        self.eos_id = eos_id
+        self.stop_strings = tuple(s for s in stop_strings if s)
+
+    def check(self, generated: Sequence[int], text: str | None = None) -> FinishReason | None:
+        """Why the row should stop after its latest token, or None to go on."""
+        if generated and generated[-1] == self.eos_id:
+            return "eos"  # the chooser forbids end-of-text until min_new_tokens
+        stopped = text is not None and any(s in text for s in self.stop_strings)
+        if stopped and len(generated) >= self.min_new_tokens:
+            return "stop"
+        if len(generated) >= self.max_new_tokens:
+            return "length"
+        return None
+
+    def trim(self, text: str) -> str:
+        """Cut the text at the first stop string."""
+        cut = min((text.find(s) for s in self.stop_strings if s in text), default=-1)
+        return text if cut < 0 else text[:cut]

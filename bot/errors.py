@@ -1,0 +1,64 @@
+"""Errors with a message for people: raised by the service, shown by the adapters as one line."""
+
+from __future__ import annotations
+
+import math
+
+
+class StoryError(Exception):
+    """An expected refusal; ``user_message`` says what happened and what to do."""
+
+    user_message = "Something went wrong. Please try again."
+
+    def __init__(self, message: str | None = None) -> None:
+        if message is not None:
+            self.user_message = message
+        super().__init__(self.user_message)
+
+
+class NoStory(StoryError):
+    user_message = "There is no story in this channel yet. Start one with `/write`."
+
+
+class StoryBusy(StoryError):
+    user_message = "Too many people are waiting to write in this channel. Try again in a moment."
+
+
+class NotModerator(StoryError):
+    user_message = "Only moderators (Manage Server, or a moderator role) can change settings."
+
+
+class GuildOnly(StoryError):
+    user_message = "This only works inside a server."
+
+
+class EmptyText(StoryError):
+    user_message = "Give me something to start from: the prompt is empty."
+
+
+class TextTooLong(StoryError):
+    """Member text longer than the server allows, counted in model tokens."""
+
+    def __init__(self, what: str, tokens: int, limit: int) -> None:
+        self.tokens, self.limit = tokens, limit
+        super().__init__(
+            f"Your {what} is {tokens} tokens long; the limit is {limit} tokens. "
+            "Shorten it and try again."
+        )
+
+
+class RateLimited(StoryError):
+    """Too many generations in the window; ``retry_after`` is in seconds."""
+
+    def __init__(self, scope: str, limit: int, retry_after: float) -> None:
+        self.scope, self.limit, self.retry_after = scope, limit, retry_after
+        wait = max(1, math.ceil(retry_after))
+        who = "You have" if scope == "user" else "This server has"
+        super().__init__(
+            f"{who} reached the limit of {limit} generations a minute. "
+            f"Try again in {wait} second{'s' if wait != 1 else ''}."
+        )
+
+
+class InvalidSetting(StoryError):
+    """A settings change that names an unknown key or a value out of range."""

@@ -1,0 +1,57 @@
+"""Discord-facing text: mention and markdown safety, and splitting into messages of ≤ 2000 chars."""
+
+from __future__ import annotations
+
+import re
+
+import discord
+
+MESSAGE_LIMIT = 2000
+
+# Where a long text may break, best first: a paragraph, a line, a sentence, a word.
+_BREAKS = (re.compile(r"\n\n"), re.compile(r"\n"), re.compile(r"(?<=[.!?…])\s"), re.compile(r"\s"))
+
+
+def safe(text: str) -> str:
+    """Text from members or the model, made inert: no live mention, no markdown surprises."""
+    return discord.utils.escape_mentions(discord.utils.escape_markdown(text))
+
+
+def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
+    """Split ``text`` into chunks of at most ``limit`` characters at the gentlest boundary.
+
+    Paragraphs, then lines, then sentences, then words; a hard cut only when a single word is
+    longer than the limit. Joining the chunks with the whitespace they were cut at gives the text.
+    """
+    if limit < 1:
+        raise ValueError("limit must be positive")
+    chunks: list[str] = []
+    rest = text.strip()
+    while len(rest) > limit:
+        cut = _cut_point(rest, limit)
+        chunk = rest[:cut].rstrip()
+        if chunk.endswith("\\") and not chunk.endswith("\\\\"):
+            chunk, cut = chunk[:-1], cut - 1  # never separate an escape from what it escapes
+        chunks.append(chunk)
+        rest = rest[cut:].lstrip()
+    if rest:
+        chunks.append(rest)
+    return chunks
+
+
+def _cut_point(text: str, limit: int) -> int:
+    window = text[: limit + 1]
+    for pattern in _BREAKS:
+        positions = [m.start() for m in pattern.finditer(window) if 0 < m.start() <= limit]
+        if positions and positions[-1] > limit // 4:
+            return positions[-1]
+    return limit
+
+
+def story_part(parts: list[tuple[str | None, str]]) -> str:
+    """Render turns for a message: ``(label, text)`` pairs, each label in bold before its text."""
+    rendered = []
+    for label, text in parts:
+        body = safe(text)
+        rendered.append(f"**{safe(label)}:** {body}" if label else body)
+    return "\n\n".join(rendered)

@@ -1,0 +1,309 @@
+"""StoryService: the rules of storybot, with no discord import.
+
+The adapters (the Discord cogs and the console) turn a command into an :class:`Actor` and a call
+here, and turn the plain result or :class:`~bot.errors.StoryError` back into something to show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from bot.config import Config
+from bot.engine.types import (
+    EngineError,
+    GenerationRequest,
+    GenerationResult,
+    GenerationTimeout,
+    SamplingParams,
+)
+from bot.errors import EmptyText, GuildOnly, InvalidSetting, NoStory, NotModerator, TextTooLong
+from bot.limits import ChannelOrder, RateLimiter
+from bot.settings import Resolved, SettingSpec, resolve, setting_specs
+from bot.store import SERVER_WIDE, NewTurn, Store, StoryGone
+from bot.story import DEFAULT_MODE, MODES, Mode, Story, Turn, build_context, clean_output
+
+log = logging.getLogger(__name__)
+
+Scope = Literal["server", "channel"]
+
+
+class Engine(Protocol):
+    """What the service needs of an engine (the local one, or later a remote one)."""
+
+    @property
+    def tokenizer(self): ...
+
+    @property
+    def n_positions(self) -> int: ...
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult: ...
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is asking, and where. ``guild_id`` is None in direct messages."""
+
+    guild_id: int | None
+    channel_id: int
+    user_id: int
+    is_moderator: bool = False
+
+
+@dataclass(frozen=True)
+class Written:
+    """The outcome of ``write`` or ``continue_``: the turns added, the model's one last."""
+
+    story: Story
+    turns: list[Turn]
+    archived: Story | None = None
+
+    @property
+    def model_turn(self) -> Turn:
+        return self.turns[-1]
+
+
+@dataclass(frozen=True)
+class StoryView:
+    story: Story
+    turns: list[Turn]
+
+
+@dataclass(frozen=True)
+class SettingsView:
+    resolved: Resolved
+    specs: dict[str, SettingSpec]
+    scope_channel: int
+
+
+@dataclass(frozen=True)
+class SettingChange:
+    key: str
+    scope: Scope
+    old: float | int | None
+    new: float | int | None
+    effective: float | int
+
+
+class StoryService:
+    """Write, continue, show and configure stories."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        engine: Engine,
+        limiter: RateLimiter | None = None,
+        order: ChannelOrder | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.engine = engine
+        self.limiter = limiter or RateLimiter(clock=clock)
+        self.order = order or ChannelOrder()
+        self.clock = clock
+        self.specs = setting_specs(config.caps)
+
+    # -- stories -------------------------------------------------------------------------------
+
+    async def write(self, actor: Actor, prompt: str, mode: str | None = None) -> Written:
+        """Start a new story in the channel (archiving its previous one) and write its first part."""
+        prompt = prompt.strip()
+        chosen = self.mode(mode)
+        self._check_text("prompt", prompt)
+        settings = await self._settings(actor, chosen)
+
+        async def body(deadline: float) -> Written:
+            story, opening, archived = await self.store.start_story(
+                actor.guild_id or 0, actor.channel_id, chosen.name, prompt, actor.user_id
+            )
+            model_turn = await self._generate(
+                story, chosen, [opening], settings, deadline, "opening"
+            )
+            return Written(story, [opening, model_turn], archived)
+
+        return await self._in_turn(actor, settings, body)
+
+    async def continue_(self, actor: Actor, text: str | None = None) -> Written:
+        """Add the member's line (if any) to the channel's story, then the model's next part."""
+        text = (text or "").strip()
+        if text:
+            self._check_text("text", text)
+        story = await self._active(actor)
+        chosen = self.mode(story.mode)
+        settings = await self._settings(actor, chosen)
+
+        async def body(deadline: float) -> Written:
+            current = await self._active(actor)  # a /write may have replaced it meanwhile
+            added = []
+            if text:
+                added = await self.store.append_turns(
+                    current.id, [NewTurn("member", actor.user_id, text)]
+                )
+            turns = await self.store.turns(current.id)
+            saved = "line" if text else None
+            added.append(await self._generate(current, chosen, turns, settings, deadline, saved))
+            return Written(current, added)
+
+        return await self._in_turn(actor, settings, body)
+
+    async def _in_turn(self, actor: Actor, settings: Resolved, body) -> Written:
+        """Charge the rate limits, wait for the channel's turn, run ``body``; refund on failure."""
+        ticket = self._admit(actor, settings)
+        deadline = self.clock() + self.config.model.request_timeout_s
+        try:
+            async with asyncio.timeout(self.config.model.request_timeout_s):
+                async with self.order.turn(actor.channel_id):
+                    return await body(deadline)
+        except TimeoutError:
+            ticket.refund()
+            raise GenerationTimeout("timed out waiting for this channel's turn") from None
+        except BaseException:
+            ticket.refund()
+            raise
+
+    async def show(self, actor: Actor) -> StoryView:
+        """The channel's active story and its visible turns."""
+        story = await self._active(actor)
+        return StoryView(story, await self.store.turns(story.id))
+
+    def mode(self, name: str | None) -> Mode:
+        """The writing mode called ``name`` (the default when None)."""
+        if name is None:
+            return MODES[DEFAULT_MODE]
+        try:
+            return MODES[name.strip().lower()]
+        except KeyError:
+            raise InvalidSetting(
+                f"There is no mode `{name}`. Choose one of: {', '.join(MODES)}."
+            ) from None
+
+    # -- settings ------------------------------------------------------------------------------
+
+    async def settings(self, actor: Actor, mode: str | None = None) -> SettingsView:
+        """The settings in force in the actor's channel; moderators only."""
+        self._require_moderator(actor)
+        resolved = await self._settings(actor, self.mode(mode))
+        return SettingsView(resolved, self.specs, actor.channel_id)
+
+    async def set_setting(
+        self, actor: Actor, key: str, value: str | float | None, scope: Scope = "server"
+    ) -> SettingChange:
+        """Set one setting for the server or this channel; ``value=None`` resets it."""
+        self._require_moderator(actor)
+        spec = self.specs.get(key.strip().lower())
+        if spec is None:
+            raise InvalidSetting(f"There is no setting `{key}`. Settings: {', '.join(self.specs)}.")
+        new = None if value is None else spec.parse(value)
+        channel = SERVER_WIDE if scope == "server" else actor.channel_id
+        old = await self.store.set_setting(actor.guild_id, channel, spec.key, new, actor.user_id)
+        resolved = await self._settings(actor, self.mode(None))
+        log.info(
+            "guild %s: %s set %s (%s) from %r to %r",
+            actor.guild_id, actor.user_id, spec.key, scope, old, new,
+        )  # fmt: skip
+        return SettingChange(spec.key, scope, old, new, resolved[spec.key])
+
+    # -- the pieces ----------------------------------------------------------------------------
+
+    def _check_text(self, what: str, text: str) -> None:
+        if not text:
+            raise EmptyText()
+        tokens = len(self.engine.tokenizer.encode(text))
+        limit = self.config.caps.max_prompt_tokens
+        if tokens > limit:
+            raise TextTooLong(what, tokens, limit)
+
+    async def _active(self, actor: Actor) -> Story:
+        story = await self.store.active_story(actor.channel_id)
+        if story is None:
+            raise NoStory()
+        return story
+
+    async def _settings(self, actor: Actor, mode: Mode) -> Resolved:
+        server, channel = ({}, {})
+        if actor.guild_id is not None:
+            server, channel = await self.store.settings(actor.guild_id, actor.channel_id)
+        return resolve(self.specs, self.config.generation, mode, server, channel)
+
+    def _admit(self, actor: Actor, settings: Resolved):
+        guild = actor.guild_id or 0
+        return self.limiter.admit(
+            {
+                "user": (("user", guild, actor.user_id), int(settings["user_rate"])),
+                "server": (("guild", guild), self.config.caps.max_guild_rate),
+            }
+        )
+
+    def _require_moderator(self, actor: Actor) -> None:
+        if actor.guild_id is None:
+            raise GuildOnly()
+        if not actor.is_moderator:
+            raise NotModerator()
+
+    async def _generate(
+        self,
+        story: Story,
+        mode: Mode,
+        turns: list[Turn],
+        settings: Resolved,
+        deadline: float,
+        saved: str | None = None,
+    ) -> Turn:
+        """Ask the engine for the next part and commit it as the model's turn.
+
+        ``saved`` names what the member wrote that is already committed, so that an engine failure
+        can tell them it is not lost.
+        """
+        host = self.config.generation
+        max_new = int(settings["max_new_tokens"])
+        params = SamplingParams(
+            temperature=float(settings["temperature"]),
+            top_p=float(settings["top_p"]),
+            top_k=host.top_k,
+            repetition_penalty=float(settings["repetition_penalty"]),
+            no_repeat_ngram_size=host.no_repeat_ngram_size,
+            max_new_tokens=max_new,
+            min_new_tokens=min(8, max_new),
+        )
+        context = build_context(
+            self.engine.tokenizer, mode, turns, self.engine.n_positions - max_new
+        )
+        remaining = deadline - self.clock()
+        request = GenerationRequest(
+            tuple(context.ids), params, deadline=time.monotonic() + max(0.0, remaining)
+        )
+        try:
+            result = await self.engine.generate(request)
+        except EngineError as error:
+            if saved:
+                error.user_message += (
+                    f" Your {saved} is saved: use `/continue` to have me try again."
+                )
+            raise
+        text = clean_output(result.text, mode, finished=result.finish_reason != "length")
+        if not text:
+            text = "…"
+        record = {
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "top_k": params.top_k,
+            "repetition_penalty": params.repetition_penalty,
+            "no_repeat_ngram_size": params.no_repeat_ngram_size,
+            "max_new_tokens": params.max_new_tokens,
+            "finish_reason": result.finish_reason,
+            "prompt_tokens": result.prompt_tokens,
+            "new_tokens": len(result.token_ids),
+        }
+        try:
+            [turn] = await self.store.append_turns(story.id, [NewTurn("model", None, text, record)])
+        except StoryGone:
+            raise NoStory(
+                "This story was replaced by a new `/write` while I was writing."
+            ) from None
+        return turn

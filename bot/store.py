@@ -1,0 +1,331 @@
+"""The data layer: the only module with SQL. Stories, turns, settings and their audit in SQLite.
+
+One aiosqlite connection is the single writer; every operation holds one asyncio lock, so a
+transaction's statements never interleave with another coroutine's. Writes are explicit
+``BEGIN IMMEDIATE`` transactions. The schema is ``bot/migrations/NNNN_*.sql``, applied in order and
+recorded in ``PRAGMA user_version``; an applied file is never edited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from bot.story import Story, Turn, TurnKind
+
+log = logging.getLogger(__name__)
+
+SERVER_WIDE = 0  # the channel_id of a server-wide setting
+
+
+class StoryGone(Exception):
+    """The story was archived while a turn was being added to it."""
+
+
+@dataclass(frozen=True)
+class NewTurn:
+    """A turn to append; the store gives it its position."""
+
+    kind: TurnKind
+    author_id: int | None
+    text: str
+    settings: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One settings change."""
+
+    guild_id: int
+    channel_id: int
+    key: str
+    old_value: Any
+    new_value: Any
+    changed_by: int
+    changed_at: str
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """``(version, name, sql)`` for every migration file, in order."""
+    found = []
+    for entry in resources.files("bot.migrations").iterdir():
+        match = re.fullmatch(r"(\d{4})_(\w+)\.sql", entry.name)
+        if match:
+            found.append((int(match[1]), entry.name, entry.read_text(encoding="utf-8")))
+    found.sort()
+    versions = [v for v, _, _ in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise RuntimeError(
+            f"migrations must be numbered 0001, 0002, … without gaps; found {versions}"
+        )
+    return found
+
+
+class Store:
+    """Stories, turns and settings in one SQLite file."""
+
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        self._db = connection
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: str | Path) -> Store:
+        """Open (creating if needed) the database at ``path`` and bring its schema up to date."""
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(str(path), isolation_level=None)
+        db.row_factory = aiosqlite.Row
+        for pragma in (
+            "journal_mode = WAL",
+            "synchronous = FULL",
+            "foreign_keys = ON",
+            "busy_timeout = 5000",
+        ):
+            await db.execute(f"PRAGMA {pragma}")
+        store = cls(db)
+        await store.migrate()
+        return store
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._db.close()
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """An explicit write transaction, committed on success and rolled back on error."""
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+
+    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        async with self._lock, self._db.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def schema_version(self) -> int:
+        rows = await self._read("PRAGMA user_version")
+        return rows[0][0]
+
+    async def check_writable(self) -> None:
+        """Write to the file and commit (a no-op change), or raise why that is impossible."""
+        version = await self.schema_version()
+        async with self._write() as db:
+            await db.execute(f"PRAGMA user_version = {int(version)}")
+
+    async def migrate(self) -> int:
+        """Apply every migration newer than the database; return the resulting version."""
+        current = await self.schema_version()
+        for version, name, sql in migrations():
+            if version <= current:
+                continue
+            log.info("applying migration %s", name)
+            async with self._lock:
+                # executescript commits first, so the file runs inside its own BEGIN…COMMIT.
+                await self._db.executescript(
+                    f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;"
+                )
+            current = version
+        return current
+
+    # -- stories and turns ---------------------------------------------------------------------
+
+    async def start_story(
+        self, guild_id: int, channel_id: int, mode: str, opening: str, author_id: int
+    ) -> tuple[Story, Turn, Story | None]:
+        """Archive the channel's active story (if any) and start a new one with its opening."""
+        title = " ".join(opening.split())[:100]
+        async with self._write() as db:
+            previous = await _one(
+                db, "SELECT * FROM stories WHERE channel_id = ? AND active = 1", (channel_id,)
+            )
+            if previous is not None:
+                await db.execute(
+                    "UPDATE stories SET active = 0, archived_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+                    " WHERE id = ?",
+                    (previous["id"],),
+                )
+            cursor = await db.execute(
+                "INSERT INTO stories (guild_id, channel_id, title, mode, created_by)"
+                " VALUES (?, ?, ?, ?, ?) RETURNING *",
+                (guild_id, channel_id, title, mode, author_id),
+            )
+            story = _story(await cursor.fetchone())
+            await cursor.close()
+            [turn] = await _insert_turns(db, story.id, [NewTurn("opening", author_id, opening)])
+        archived = None if previous is None else replace(_story(previous), active=False)
+        return story, turn, archived
+
+    async def active_story(self, channel_id: int) -> Story | None:
+        rows = await self._read(
+            "SELECT * FROM stories WHERE channel_id = ? AND active = 1", (channel_id,)
+        )
+        return _story(rows[0]) if rows else None
+
+    async def story(self, story_id: int) -> Story | None:
+        rows = await self._read("SELECT * FROM stories WHERE id = ?", (story_id,))
+        return _story(rows[0]) if rows else None
+
+    async def stories(self, channel_id: int) -> list[Story]:
+        """Every story of a channel, newest first."""
+        rows = await self._read(
+            "SELECT * FROM stories WHERE channel_id = ? ORDER BY id DESC", (channel_id,)
+        )
+        return [_story(r) for r in rows]
+
+    async def turns(self, story_id: int, include_deleted: bool = False) -> list[Turn]:
+        """A story's turns in order."""
+        sql = "SELECT * FROM turns WHERE story_id = ?"
+        if not include_deleted:
+            sql += " AND deleted = 0"
+        rows = await self._read(sql + " ORDER BY position", (story_id,))
+        return [_turn(r) for r in rows]
+
+    async def append_turns(self, story_id: int, turns: Sequence[NewTurn]) -> list[Turn]:
+        """Append turns at the end of an active story, atomically."""
+        async with self._write() as db:
+            row = await _one(db, "SELECT active FROM stories WHERE id = ?", (story_id,))
+            if row is None or not row["active"]:
+                raise StoryGone(f"story {story_id} is not active")
+            return await _insert_turns(db, story_id, turns)
+
+    async def delete_turn(self, turn_id: int) -> None:
+        """Soft-delete a turn (undo): it disappears from the story but stays in the record."""
+        async with self._write() as db:
+            await db.execute("UPDATE turns SET deleted = 1 WHERE id = ?", (turn_id,))
+
+    # -- settings ------------------------------------------------------------------------------
+
+    async def settings(
+        self, guild_id: int, channel_id: int
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The server-wide settings and this channel's overrides."""
+        rows = await self._read(
+            "SELECT channel_id, key, value FROM settings WHERE guild_id = ? AND channel_id IN (?, ?)",
+            (guild_id, SERVER_WIDE, channel_id),
+        )
+        server = {r["key"]: json.loads(r["value"]) for r in rows if r["channel_id"] == SERVER_WIDE}
+        channel = {r["key"]: json.loads(r["value"]) for r in rows if r["channel_id"] != SERVER_WIDE}
+        return server, channel
+
+    async def set_setting(
+        self, guild_id: int, channel_id: int, key: str, value: Any, changed_by: int
+    ) -> Any:
+        """Set (or with ``value=None`` reset) one setting, auditing it; return the old value."""
+        async with self._write() as db:
+            row = await _one(
+                db,
+                "SELECT value FROM settings WHERE guild_id = ? AND channel_id = ? AND key = ?",
+                (guild_id, channel_id, key),
+            )
+            old = None if row is None else row["value"]
+            new = None if value is None else json.dumps(value)
+            if new is None:
+                await db.execute(
+                    "DELETE FROM settings WHERE guild_id = ? AND channel_id = ? AND key = ?",
+                    (guild_id, channel_id, key),
+                )
+            else:
+                await db.execute(
+                    "INSERT INTO settings (guild_id, channel_id, key, value, updated_by)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (guild_id, channel_id, key) DO UPDATE SET"
+                    " value = excluded.value, updated_by = excluded.updated_by,"
+                    " updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+                    (guild_id, channel_id, key, new, changed_by),
+                )
+            await db.execute(
+                "INSERT INTO settings_audit (guild_id, channel_id, key, old_value, new_value, changed_by)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (guild_id, channel_id, key, old, new, changed_by),
+            )
+        return None if old is None else json.loads(old)
+
+    async def audit(self, guild_id: int, limit: int = 20) -> list[AuditEntry]:
+        """The newest settings changes of a server, newest first."""
+        rows = await self._read(
+            "SELECT * FROM settings_audit WHERE guild_id = ? ORDER BY id DESC LIMIT ?",
+            (guild_id, limit),
+        )
+        return [
+            AuditEntry(
+                guild_id=r["guild_id"],
+                channel_id=r["channel_id"],
+                key=r["key"],
+                old_value=None if r["old_value"] is None else json.loads(r["old_value"]),
+                new_value=None if r["new_value"] is None else json.loads(r["new_value"]),
+                changed_by=r["changed_by"],
+                changed_at=r["changed_at"],
+            )
+            for r in rows
+        ]
+
+
+async def _one(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> aiosqlite.Row | None:
+    async with db.execute(sql, params) as cursor:
+        return await cursor.fetchone()
+
+
+async def _insert_turns(
+    db: aiosqlite.Connection, story_id: int, turns: Sequence[NewTurn]
+) -> list[Turn]:
+    row = await _one(
+        db, "SELECT COALESCE(MAX(position), -1) FROM turns WHERE story_id = ?", (story_id,)
+    )
+    position = row[0]
+    inserted = []
+    for turn in turns:
+        position += 1
+        async with db.execute(
+            "INSERT INTO turns (story_id, position, kind, author_id, text, settings)"
+            " VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
+            (
+                story_id,
+                position,
+                turn.kind,
+                turn.author_id,
+                turn.text,
+                None if turn.settings is None else json.dumps(turn.settings, sort_keys=True),
+            ),
+        ) as cursor:
+            inserted.append(_turn(await cursor.fetchone()))
+    return inserted
+
+
+def _story(row: aiosqlite.Row) -> Story:
+    return Story(
+        id=row["id"],
+        guild_id=row["guild_id"],
+        channel_id=row["channel_id"],
+        title=row["title"],
+        mode=row["mode"],
+        active=bool(row["active"]),
+        created_by=row["created_by"],
+        created_at=row["created_at"],
+    )
+
+
+def _turn(row: aiosqlite.Row) -> Turn:
+    return Turn(
+        id=row["id"],
+        story_id=row["story_id"],
+        position=row["position"],
+        kind=row["kind"],
+        author_id=row["author_id"],
+        text=row["text"],
+        settings=None if row["settings"] is None else json.loads(row["settings"]),
+        created_at=row["created_at"],
+        deleted=bool(row["deleted"]),
+    )
