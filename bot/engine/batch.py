@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
 
-from bot.engine.sampling import RowSampler, StopRule
+from bot.engine.sampling import RowSampler, StopRule, TextStream
 
 
 @dataclass(eq=False)
@@ -27,7 +27,7 @@ class Row:
     sampler: RowSampler
     stop: StopRule
     deadline: float
-    streamed: str = ""
+    stream: TextStream
     generated: list[int] = field(default_factory=list)
 
 

@@ -23,7 +23,7 @@ import torch
 from bot.config import ModelConfig
 from bot.engine.batch import Batch, Row
 from bot.engine.loader import LoadedModel, load_model
-from bot.engine.sampling import RowSampler, StopRule, TokenChooser
+from bot.engine.sampling import RowSampler, StopRule, TextStream, TokenChooser
 from bot.engine.types import (
     EngineBusy,
     EngineError,
@@ -290,6 +290,7 @@ class LocalEngine:
                 params, loaded.eos_id, request.stop_strings, loaded.n_positions - len(prompt)
             ),
             deadline=pending.deadline,
+            stream=TextStream(request.stop_strings),
         )
 
     def _drop_abandoned(self, batch: Batch) -> None:
@@ -340,21 +341,17 @@ class LocalEngine:
         row.ids.append(token)
         row.generated.append(token)
         row.sampler.push(token)
-        text = None
-        if row.pending.deltas is not None or row.stop.stop_strings:
-            text = self._decode(row.generated)
+        streaming = row.pending.deltas is not None
+        text = self._decode(row.generated) if streaming or row.stop.stop_strings else None
         reason = row.stop.check(row.generated, text)
-        if row.pending.deltas is not None and text is not None:
-            visible = row.stop.trim(text) if reason == "stop" else text
-            if not visible.endswith("\ufffd"):
-                row.pending.emit(visible[len(row.streamed) :])
-                row.streamed = visible
         if reason is None:
+            if streaming:
+                row.pending.emit(row.stream.advance(text))
             return False
         ids = [t for t in row.generated if t != self.loaded.eos_id]
         text = row.stop.trim(self._decode(ids))
-        if row.pending.deltas is not None and len(text) > len(row.streamed):
-            row.pending.emit(text[len(row.streamed) :])
+        if streaming:
+            row.pending.emit(row.stream.finish(text))
         now = time.monotonic()
         pending = row.pending
         result = GenerationResult(

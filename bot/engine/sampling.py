@@ -139,3 +139,35 @@ class StopRule:
         """Cut the text at the first stop string."""
         cut = min((text.find(s) for s in self.stop_strings if s in text), default=-1)
         return text if cut < 0 else text[:cut]
+
+
+class TextStream:
+    """Turns a row's growing text into deltas that never split a character or leak a stop string."""
+
+    def __init__(self, stop_strings: Sequence[str] = ()) -> None:
+        self.stop_strings = tuple(s for s in stop_strings if s)
+        self.sent = ""
+
+    def advance(self, text: str) -> str:
+        """The new part of ``text`` that is safe to show now."""
+        return self._emit(text[: len(text) - self._held_back(text)])
+
+    def finish(self, text: str) -> str:
+        """Whatever of the final ``text`` has not been shown yet."""
+        return self._emit(text)
+
+    def _emit(self, visible: str) -> str:
+        if len(visible) <= len(self.sent) or not visible.startswith(self.sent):
+            return ""
+        delta, self.sent = visible[len(self.sent) :], visible
+        return delta
+
+    def _held_back(self, text: str) -> int:
+        """How many trailing characters to hold: a partial character, or a stop string's start."""
+        hold = len(text) - len(text.rstrip("\ufffd"))
+        for stop in self.stop_strings:
+            for size in range(min(len(stop) - 1, len(text)), 0, -1):
+                if text.endswith(stop[:size]):
+                    hold = max(hold, size)
+                    break
+        return hold

@@ -1,0 +1,88 @@
+"""Shared fixtures: a tiny random GPT-2 around the real tokenizer, config, store, engine, service."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+import torch
+
+from bot.config import Config, DatabaseConfig, ModelConfig
+from bot.engine import LocalEngine
+from bot.engine.loader import LoadedModel, load_model
+from bot.limits import ChannelOrder, RateLimiter
+from bot.service import StoryService
+from bot.store import Store
+from tests.tinymodel import build_model
+
+torch.set_num_threads(1)
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told to."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A saved tiny random GPT-2 (with the real GPT-2 tokenizer), loadable by from_pretrained."""
+    return build_model(tmp_path_factory.mktemp("tiny-gpt2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_loaded(tiny_model_dir) -> LoadedModel:
+    """The tiny model loaded once through the production loader."""
+    return load_model(str(tiny_model_dir), device="cpu")
+
+
+@pytest.fixture
+def config(tmp_path, tiny_model_dir) -> Config:
+    """Defaults, with the tiny model and a database in this test's folder."""
+    return Config(
+        model=ModelConfig(name=str(tiny_model_dir), device="cpu", batch_wait_ms=5),
+        database=DatabaseConfig(path=tmp_path / "storybot.db"),
+    )
+
+
+def with_model(config: Config, **changes) -> Config:
+    """``config`` with some ``[model]`` values changed."""
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, **changes))
+
+
+@pytest.fixture
+async def engine(config, tiny_loaded):
+    engine = LocalEngine(config.model, loaded=tiny_loaded)
+    await engine.start()
+    yield engine
+    await engine.close()
+
+
+@pytest.fixture
+async def store(config):
+    store = await Store.open(config.database.path)
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def service(config, store, engine, clock) -> StoryService:
+    return StoryService(
+        config, store, engine, RateLimiter(clock=clock), ChannelOrder(), clock=clock
+    )

@@ -1,0 +1,308 @@
+"""The batching engine on the tiny GPT-2: equality with solo runs, streaming, and control."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+import torch
+
+from bot.engine import (
+    EngineBusy,
+    EngineUnavailable,
+    GenerationFailed,
+    GenerationRequest,
+    GenerationTimeout,
+    LocalEngine,
+    SamplingParams,
+)
+from bot.engine.batch import Batch
+from tests.conftest import with_model
+
+GREEDY = SamplingParams(temperature=0, max_new_tokens=24)
+
+
+def ids(engine: LocalEngine, text: str) -> tuple[int, ...]:
+    return tuple(engine.tokenizer.encode(text))
+
+
+async def started(config, loaded, **model_changes) -> LocalEngine:
+    engine = LocalEngine(with_model(config, **model_changes).model, loaded=loaded)
+    await engine.start()
+    return engine
+
+
+class ScriptedChooser:
+    """Picks tokens from a script instead of from the model's logits."""
+
+    def __init__(self, script: list[int]) -> None:
+        self.script = list(script)
+
+    def choose(self, logits, rows):
+        return [self.script.pop(0) for _ in rows]
+
+
+def scripted(engine: LocalEngine, script: list[int]) -> None:
+    engine._chooser = ScriptedChooser(script)
+
+
+async def test_greedy_rows_in_a_batch_equal_their_solo_runs(engine):
+    short = "Hi"
+    long = " ".join(["The old lighthouse keeper counted the ships that passed."] * 60)
+    requests = [
+        GenerationRequest(ids(engine, short), SamplingParams(temperature=0, max_new_tokens=30)),
+        GenerationRequest(ids(engine, long), SamplingParams(temperature=0, max_new_tokens=5)),
+        GenerationRequest(
+            ids(engine, "Once upon a time"), SamplingParams(temperature=0, max_new_tokens=17)
+        ),
+        GenerationRequest(
+            ids(engine, "Dear Sam,\n\n"), SamplingParams(temperature=0, max_new_tokens=40)
+        ),
+    ]
+    assert len(requests[1].prompt_ids) > 500 > len(requests[0].prompt_ids)
+
+    solo = [await engine.generate(r) for r in requests]
+    together = await asyncio.gather(*(engine.generate(r) for r in requests))
+
+    for alone, batched, request in zip(solo, together, requests, strict=True):
+        assert batched.token_ids == alone.token_ids
+        assert batched.text == alone.text
+        assert len(alone.token_ids) == request.params.max_new_tokens
+        assert alone.finish_reason == "length"
+
+
+async def test_rows_that_join_a_running_batch_match_their_solo_runs(engine):
+    first = GenerationRequest(ids(engine, "A"), SamplingParams(temperature=0, max_new_tokens=60))
+    later = GenerationRequest(
+        ids(engine, "Far away, beyond the hills and the river, there lived"),
+        SamplingParams(temperature=0, max_new_tokens=20),
+    )
+    solo_first, solo_later = await engine.generate(first), await engine.generate(later)
+
+    running = asyncio.create_task(engine.generate(first))
+    while engine.stats().active == 0:
+        await asyncio.sleep(0.001)
+    joined = await engine.generate(later)  # joins while the first row is mid-decode
+
+    assert joined.token_ids == solo_later.token_ids
+    assert (await running).token_ids == solo_first.token_ids
+
+
+async def test_seeded_sampling_is_reproducible_alone_and_in_a_batch(engine):
+    params = SamplingParams(
+        temperature=0.9, top_p=0.9, top_k=40, repetition_penalty=1.3, no_repeat_ngram_size=2,
+        max_new_tokens=25, seed=1234,
+    )  # fmt: skip
+    prompts = ["It was a dark and stormy night", "Roses are red", "BREAKING:"]
+    requests = [GenerationRequest(ids(engine, p), params) for p in prompts]
+    first = [await engine.generate(r) for r in requests]
+    again = [await engine.generate(r) for r in requests]
+    batched = await asyncio.gather(*(engine.generate(r) for r in requests))
+    assert [r.token_ids for r in first] == [r.token_ids for r in again]
+    assert [r.token_ids for r in first] == [r.token_ids for r in batched]
+    other_seed = await engine.generate(
+        GenerationRequest(
+            requests[0].prompt_ids, SamplingParams(temperature=0.9, max_new_tokens=25, seed=99)
+        )
+    )
+    assert other_seed.token_ids != first[0].token_ids
+
+
+async def test_stream_yields_deltas_that_add_up_to_the_result(engine):
+    request = GenerationRequest(ids(engine, "Once upon a time"), GREEDY)
+    deltas = [d async for d in engine.stream(request)]
+    result = await engine.generate(request)
+    assert len(deltas) > 1
+    assert "".join(deltas) == result.text
+
+
+async def test_stream_never_splits_a_multibyte_character(engine):
+    emoji_ids = engine.tokenizer.encode("🙂 é 你好")
+    assert engine.tokenizer.decode(emoji_ids[:1]).endswith("\ufffd")  # the emoji spans tokens
+    scripted(engine, [*emoji_ids, engine.loaded.eos_id])
+    request = GenerationRequest(ids(engine, "Hi"), SamplingParams(temperature=0, max_new_tokens=50))
+    deltas = [d async for d in engine.stream(request)]
+    assert all("\ufffd" not in d for d in deltas)
+    assert "".join(deltas) == "🙂 é 你好"
+
+
+async def test_end_of_text_and_stop_strings_end_a_row(engine):
+    eos = engine.loaded.eos_id
+    words = engine.tokenizer.encode(" one two THE END three")
+    scripted(engine, [*words, eos])
+    params = SamplingParams(temperature=0, max_new_tokens=50)
+    stopped = await engine.generate(GenerationRequest(ids(engine, "Count:"), params, ("THE END",)))
+    assert stopped.finish_reason == "stop"
+    assert stopped.text == " one two "
+
+    scripted(engine, [*engine.tokenizer.encode(" bye"), eos, *words])
+    ended = await engine.generate(GenerationRequest(ids(engine, "Say"), params))
+    assert ended.finish_reason == "eos"
+    assert ended.text == " bye"
+    assert eos not in ended.token_ids
+
+
+async def test_stream_holds_back_the_start_of_a_stop_string(engine):
+    scripted(engine, [*engine.tokenizer.encode(" a THE b THE END c"), engine.loaded.eos_id])
+    request = GenerationRequest(
+        ids(engine, "x"), SamplingParams(temperature=0, max_new_tokens=50), ("THE END",)
+    )
+    deltas = [d async for d in engine.stream(request)]
+    assert "".join(deltas) == " a THE b "
+
+
+async def test_a_prompt_longer_than_the_window_keeps_its_newest_tokens(engine):
+    prompt = tuple(range(100, 1300))
+    result = await engine.generate(
+        GenerationRequest(prompt, SamplingParams(temperature=0, max_new_tokens=50))
+    )
+    assert result.prompt_tokens == engine.n_positions - 50
+    assert len(result.token_ids) == 50
+
+
+async def test_cancelling_the_awaiting_task_removes_its_row(engine):
+    long = GenerationRequest(
+        ids(engine, "Endless"), SamplingParams(temperature=0, max_new_tokens=1000)
+    )
+    task = asyncio.create_task(engine.generate(long))
+    while engine.stats().active == 0:
+        await asyncio.sleep(0.001)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    deadline = time.monotonic() + 5
+    while engine.stats().active and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+    assert engine.stats().active == 0
+    assert (await engine.generate(GenerationRequest(ids(engine, "Next"), GREEDY))).token_ids
+
+
+async def test_a_request_past_its_deadline_times_out_and_the_next_works(engine):
+    slow = GenerationRequest(
+        ids(engine, "Slow"),
+        SamplingParams(temperature=0, max_new_tokens=1000),
+        deadline=time.monotonic() + 0.05,
+    )
+    with pytest.raises(GenerationTimeout):
+        await engine.generate(slow)
+    assert (await engine.generate(GenerationRequest(ids(engine, "Fast"), GREEDY))).text
+
+
+async def test_a_full_queue_refuses_with_its_depth_and_an_estimated_wait(config, tiny_loaded):
+    engine = await started(config, tiny_loaded, max_batch_size=1, max_queue=2)
+    try:
+        hog = asyncio.create_task(
+            engine.generate(
+                GenerationRequest((1, 2), SamplingParams(temperature=0, max_new_tokens=400))
+            )
+        )
+        while engine.stats().active == 0:
+            await asyncio.sleep(0.001)
+        waiting = [
+            asyncio.create_task(engine.generate(GenerationRequest((3,), GREEDY))) for _ in range(2)
+        ]
+        await asyncio.sleep(0)
+        with pytest.raises(EngineBusy) as refused:
+            await engine.generate(GenerationRequest((4,), GREEDY))
+        assert refused.value.depth == 2
+        assert refused.value.estimated_wait_s > 0
+        assert "2 requests are waiting" in refused.value.user_message
+        hog.cancel()
+        await asyncio.gather(*waiting)
+    finally:
+        await engine.close()
+
+
+async def test_out_of_memory_splits_the_batch_and_every_request_still_finishes(engine, monkeypatch):
+    requests = [
+        GenerationRequest(ids(engine, p), SamplingParams(temperature=0, max_new_tokens=12))
+        for p in ["One", "Two fish", "Three blind mice", "Four score and seven"]
+    ]
+    solo = [await engine.generate(r) for r in requests]
+    real_step = Batch.step
+    sizes = []
+
+    def step_with_little_memory(self):
+        sizes.append(len(self.rows))
+        if len(self.rows) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_step(self)
+
+    monkeypatch.setattr(Batch, "step", step_with_little_memory)
+    together = await asyncio.gather(*(engine.generate(r) for r in requests))
+    assert [r.token_ids for r in together] == [r.token_ids for r in solo]
+    assert max(sizes) > 2 and engine.stats().batch_cap <= 2
+
+
+async def test_a_request_that_cannot_fit_even_alone_fails_and_others_go_on(engine, monkeypatch):
+    real_prefill = Batch.prefill
+
+    def prefill(self, context):
+        if len(context) > 100:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_prefill(self, context)
+
+    monkeypatch.setattr(Batch, "prefill", prefill)
+    big = engine.generate(GenerationRequest(tuple(range(200, 400)), GREEDY))
+    small = engine.generate(GenerationRequest(ids(engine, "Small"), GREEDY))
+    big_result, small_result = await asyncio.gather(big, small, return_exceptions=True)
+    assert isinstance(big_result, GenerationFailed)
+    assert len(small_result.token_ids) == GREEDY.max_new_tokens
+
+
+async def test_a_dead_worker_fails_waiting_requests_and_a_new_worker_takes_over(
+    engine, monkeypatch
+):
+    real_advance = LocalEngine._advance
+    calls = 0
+
+    def advance_then_crash(self, batch):
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("a bug in the worker")
+        return real_advance(self, batch)
+
+    monkeypatch.setattr(LocalEngine, "_advance", advance_then_crash)
+    request = GenerationRequest(
+        ids(engine, "Crash"), SamplingParams(temperature=0, max_new_tokens=50)
+    )
+    started_at = time.monotonic()
+    with pytest.raises(EngineUnavailable):
+        await engine.generate(request)
+    assert time.monotonic() - started_at < 5
+    assert engine.stats().restarts == 1
+    result = await engine.generate(GenerationRequest(ids(engine, "Again"), GREEDY))
+    assert len(result.token_ids) == GREEDY.max_new_tokens
+
+
+async def test_model_code_runs_only_on_the_worker_thread(engine, monkeypatch):
+    model = engine.loaded.model
+    threads = set()
+    real_forward = model.forward
+
+    def forward(*args, **kwargs):
+        threads.add(threading.current_thread().name)
+        return real_forward(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", forward)
+    await asyncio.gather(
+        *(engine.generate(GenerationRequest(ids(engine, p), GREEDY)) for p in "abc")
+    )
+    assert threads == {"storybot-engine"}
+
+
+async def test_closing_fails_queued_requests_and_refuses_new_ones(config, tiny_loaded):
+    engine = await started(config, tiny_loaded, max_batch_size=1)
+    hog = asyncio.create_task(
+        engine.generate(GenerationRequest((5,), SamplingParams(temperature=0, max_new_tokens=1000)))
+    )
+    while engine.stats().active == 0:
+        await asyncio.sleep(0.001)
+    await engine.close()
+    with pytest.raises(EngineUnavailable):
+        await hog
+    with pytest.raises(EngineUnavailable):
+        await engine.generate(GenerationRequest((5,), GREEDY))
