@@ -19,6 +19,7 @@ from bot.engine import (
     SamplingParams,
 )
 from bot.engine.batch import Batch
+from bot.engine.loader import load_model
 from tests.conftest import with_model
 
 GREEDY = SamplingParams(temperature=0, max_new_tokens=24)
@@ -306,3 +307,23 @@ async def test_closing_fails_queued_requests_and_refuses_new_ones(config, tiny_l
         await hog
     with pytest.raises(EngineUnavailable):
         await engine.generate(GenerationRequest((5,), GREEDY))
+
+
+async def test_compiled_decoding_gives_the_same_tokens_as_the_plain_path(
+    config, tiny_model_dir, engine
+):
+    requests = [
+        GenerationRequest(ids(engine, p), SamplingParams(temperature=0, max_new_tokens=12))
+        for p in ("Hello there", "Once upon a time, in a land far away")
+    ]
+    plain = await asyncio.gather(*(engine.generate(r) for r in requests))
+    # A model of its own: compiling replaces its forward, which the shared fixture must not see.
+    compiled = LocalEngine(
+        with_model(config, compile=True).model, loaded=load_model(str(tiny_model_dir), "cpu")
+    )
+    await compiled.start()
+    try:
+        fast = await asyncio.gather(*(compiled.generate(r) for r in requests))
+    finally:
+        await compiled.close()
+    assert [r.token_ids for r in fast] == [r.token_ids for r in plain]
