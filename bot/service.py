@@ -30,6 +30,7 @@ from bot.story import DEFAULT_MODE, MODES, Mode, Story, Turn, build_context, cle
 log = logging.getLogger(__name__)
 
 Scope = Literal["server", "channel"]
+Progress = Callable[[str], object]
 
 
 class Engine(Protocol):
@@ -41,7 +42,9 @@ class Engine(Protocol):
     @property
     def n_positions(self) -> int: ...
 
-    async def generate(self, request: GenerationRequest) -> GenerationResult: ...
+    async def generate(
+        self, request: GenerationRequest, on_delta: Progress | None = None
+    ) -> GenerationResult: ...
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,13 @@ class StoryService:
 
     # -- stories -------------------------------------------------------------------------------
 
-    async def write(self, actor: Actor, prompt: str, mode: str | None = None) -> Written:
+    async def write(
+        self,
+        actor: Actor,
+        prompt: str,
+        mode: str | None = None,
+        on_progress: Progress | None = None,
+    ) -> Written:
         """Start a new story in the channel (archiving its previous one) and write its first part."""
         prompt = prompt.strip()
         chosen = self.mode(mode)
@@ -123,13 +132,15 @@ class StoryService:
                 actor.guild_id or 0, actor.channel_id, chosen.name, prompt, actor.user_id
             )
             model_turn = await self._generate(
-                story, chosen, [opening], settings, deadline, "opening"
+                story, chosen, [opening], settings, deadline, "opening", on_progress
             )
             return Written(story, [opening, model_turn], archived)
 
         return await self._in_turn(actor, settings, body)
 
-    async def continue_(self, actor: Actor, text: str | None = None) -> Written:
+    async def continue_(
+        self, actor: Actor, text: str | None = None, on_progress: Progress | None = None
+    ) -> Written:
         """Add the member's line (if any) to the channel's story, then the model's next part."""
         text = (text or "").strip()
         if text:
@@ -147,7 +158,9 @@ class StoryService:
                 )
             turns = await self.store.turns(current.id)
             saved = "line" if text else None
-            added.append(await self._generate(current, chosen, turns, settings, deadline, saved))
+            added.append(
+                await self._generate(current, chosen, turns, settings, deadline, saved, on_progress)
+            )
             return Written(current, added)
 
         return await self._in_turn(actor, settings, body)
@@ -254,11 +267,13 @@ class StoryService:
         settings: Resolved,
         deadline: float,
         saved: str | None = None,
+        on_progress: Progress | None = None,
     ) -> Turn:
         """Ask the engine for the next part and commit it as the model's turn.
 
         ``saved`` names what the member wrote that is already committed, so that an engine failure
-        can tell them it is not lost.
+        can tell them it is not lost. ``on_progress`` receives each new piece of raw text as the
+        model writes it.
         """
         host = self.config.generation
         max_new = int(settings["max_new_tokens"])
@@ -279,7 +294,7 @@ class StoryService:
             tuple(context.ids), params, deadline=time.monotonic() + max(0.0, remaining)
         )
         try:
-            result = await self.engine.generate(request)
+            result = await self.engine.generate(request, on_progress)
         except EngineError as error:
             if saved:
                 error.user_message += (

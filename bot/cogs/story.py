@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.client import StoryBot, defer_public
-from bot.render import safe, split_message, story_part
+from bot.render import MESSAGE_LIMIT, safe, split_message, story_part
 from bot.service import Actor, Written
 from bot.story import MODES, story_text
 
@@ -15,6 +18,7 @@ MODE_CHOICES = [
     app_commands.Choice(name=f"{m.name}: {m.description}", value=m.name) for m in MODES.values()
 ]
 SHOW_CHUNKS = 5
+PROGRESS_EVERY_S = 1.5
 
 
 def actor_of(bot: StoryBot, interaction: discord.Interaction) -> Actor:
@@ -48,7 +52,13 @@ class StoryCog(commands.Cog):
     ) -> None:
         """Start a new story in this channel (the previous one is archived)."""
         await defer_public(interaction)
-        written = await self.bot.service.write(actor_of(self.bot, interaction), prompt, mode)
+        progress = LiveProgress(interaction, prefix=f"{prompt}\n\n")
+        try:
+            written = await self.bot.service.write(
+                actor_of(self.bot, interaction), prompt, mode, on_progress=progress
+            )
+        finally:
+            await progress.stop()
         header = f"📖 **A new {written.story.mode}** begun by {safe(interaction.user.display_name)}"
         if written.archived:
             header += f" (the previous story, “{safe(written.archived.title[:60])}”, is archived)"
@@ -62,7 +72,13 @@ class StoryCog(commands.Cog):
     ) -> None:
         """Add to this channel's story and let the bot write the next part."""
         await defer_public(interaction)
-        written = await self.bot.service.continue_(actor_of(self.bot, interaction), text)
+        progress = LiveProgress(interaction, prefix=f"{text}\n\n" if text else "")
+        try:
+            written = await self.bot.service.continue_(
+                actor_of(self.bot, interaction), text, on_progress=progress
+            )
+        finally:
+            await progress.stop()
         await self._send(interaction, None, self._parts(interaction, written))
 
     @app_commands.command(name="story")
@@ -89,11 +105,47 @@ class StoryCog(commands.Cog):
 
     @staticmethod
     async def _send(interaction: discord.Interaction, header: str | None, parts) -> None:
-        """The answer to a deferral: the first chunk edits it, the rest follow."""
+        """The answer to a deferral: the first chunk replaces it, the rest follow."""
         body = story_part(parts)
-        chunks = split_message(f"{header}\n\n{body}" if header else body)
-        for chunk in chunks:
+        first, *rest = split_message(f"{header}\n\n{body}" if header else body)
+        await interaction.edit_original_response(content=first)
+        for chunk in rest:
             await interaction.followup.send(chunk)
+
+
+class LiveProgress:
+    """Shows the part being written by editing the deferred reply, at most every few seconds."""
+
+    def __init__(
+        self, interaction: discord.Interaction, prefix: str = "", interval: float = PROGRESS_EVERY_S
+    ):
+        self.interaction = interaction
+        self.prefix = prefix
+        self.interval = interval
+        self.text = ""
+        self._shown_at = asyncio.get_running_loop().time()
+        self._edit: asyncio.Task | None = None
+        self._stopped = False
+
+    def __call__(self, delta: str) -> None:
+        """Take a new piece of text (called on the event loop by the engine)."""
+        self.text += delta
+        now = asyncio.get_running_loop().time()
+        idle = self._edit is None or self._edit.done()
+        if idle and not self._stopped and now - self._shown_at >= self.interval:
+            self._shown_at = now
+            self._edit = asyncio.create_task(self._show())
+
+    async def _show(self) -> None:
+        preview = safe(self.prefix + self.text)[-(MESSAGE_LIMIT - 4) :]
+        with contextlib.suppress(discord.HTTPException):
+            await self.interaction.edit_original_response(content=f"{preview} ✍️")
+
+    async def stop(self) -> None:
+        """Stop editing, and wait for an edit in flight so it cannot land after the answer."""
+        self._stopped = True
+        if self._edit is not None:
+            await self._edit
 
 
 async def setup(bot: StoryBot) -> None:

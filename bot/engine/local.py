@@ -15,7 +15,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import torch
@@ -36,39 +36,45 @@ from bot.engine.types import (
 
 log = logging.getLogger(__name__)
 
-_END = object()  # closes a stream's delta queue
-
 
 class _Pending:
-    """The event loop's side of one request: its future and, when streaming, its deltas."""
+    """The event loop's side of one request: its future and, when streaming, its delta callback."""
 
-    def __init__(self, request: GenerationRequest, deadline: float, stream: bool) -> None:
+    def __init__(
+        self,
+        request: GenerationRequest,
+        deadline: float,
+        on_delta: Callable[[str], object] | None = None,
+    ) -> None:
         self.request = request
         self.deadline = deadline
         self.loop = asyncio.get_running_loop()
         self.future: asyncio.Future[GenerationResult] = self.loop.create_future()
-        self.deltas: asyncio.Queue | None = asyncio.Queue() if stream else None
+        self.on_delta = on_delta
         self.submitted = time.monotonic()
         self.started: float | None = None
         self.cancelled = False  # set from the loop, read by the worker
+
+    @property
+    def streaming(self) -> bool:
+        return self.on_delta is not None
 
     def _call(self, fn, *args) -> None:
         with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting any more
             self.loop.call_soon_threadsafe(fn, *args)
 
     def emit(self, delta: str) -> None:
-        if self.deltas is not None and delta:
-            self._call(self.deltas.put_nowait, delta)
+        if self.on_delta is not None and delta:
+            self._call(self.on_delta, delta)
 
     def finish(self, result: GenerationResult | None = None, error: BaseException | None = None):
         def settle() -> None:
-            if not self.future.done():
-                if error is not None:
-                    self.future.set_exception(error)
-                else:
-                    self.future.set_result(result)
-            if self.deltas is not None:
-                self.deltas.put_nowait(_END)
+            if self.future.done():
+                return
+            if error is not None:
+                self.future.set_exception(error)
+            else:
+                self.future.set_result(result)
 
         self._call(settle)
 
@@ -154,9 +160,15 @@ class LocalEngine:
 
     # -- the asyncio face --------------------------------------------------------------------
 
-    async def generate(self, request: GenerationRequest) -> GenerationResult:
-        """Continue ``request``'s prompt; cancelling the awaiting task removes its row."""
-        pending = self._submit(request, stream=False)
+    async def generate(
+        self, request: GenerationRequest, on_delta: Callable[[str], object] | None = None
+    ) -> GenerationResult:
+        """Continue ``request``'s prompt; cancelling the awaiting task removes its row.
+
+        ``on_delta``, if given, is called on the event loop with each new piece of text as it is
+        decoded (never a split character); the pieces add up to the result's text.
+        """
+        pending = self._submit(request, on_delta)
         try:
             return await asyncio.shield(pending.future)
         except asyncio.CancelledError:
@@ -165,20 +177,23 @@ class LocalEngine:
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[str]:
         """Yield the continuation as text deltas, never splitting a character."""
-        pending = self._submit(request, stream=True)
+        deltas: asyncio.Queue[str | None] = asyncio.Queue()
+        pending = self._submit(request, deltas.put_nowait)
+        # Deltas are queued before the result is set, so the end marker comes after the last one.
+        pending.future.add_done_callback(lambda _: deltas.put_nowait(None))
         try:
-            while (delta := await pending.deltas.get()) is not _END:
+            while (delta := await deltas.get()) is not None:
                 yield delta
             pending.future.result()  # raise the request's error, if it had one
         finally:
             if not pending.future.done():
                 pending.cancelled = True
 
-    def _submit(self, request: GenerationRequest, stream: bool) -> _Pending:
+    def _submit(self, request: GenerationRequest, on_delta) -> _Pending:
         if self._thread is None or self._closing:
             raise EngineUnavailable("the engine is not running")
         deadline = request.deadline or time.monotonic() + self.config.request_timeout_s
-        pending = _Pending(request, deadline, stream)
+        pending = _Pending(request, deadline, on_delta)
         with self._cond:
             depth = len(self._queue)
             if depth >= self.config.max_queue:
@@ -341,7 +356,7 @@ class LocalEngine:
         row.ids.append(token)
         row.generated.append(token)
         row.sampler.push(token)
-        streaming = row.pending.deltas is not None
+        streaming = row.pending.streaming
         text = self._decode(row.generated) if streaming or row.stop.stop_strings else None
         reason = row.stop.check(row.generated, text)
         if reason is None:
