@@ -26,6 +26,7 @@ Violation codes (``Violation.code``):
 ``invalid_command``        a synced command definition Discord would reject
 ``missing_permissions``    the bot lacks a permission the REST call needs
 ``gateway_protocol``       the bot broke the gateway protocol (bad op, intents, …)
+``emulator_bug``           a REST handler crashed (traceback in the message)
 =========================  ==========================================================
 """
 

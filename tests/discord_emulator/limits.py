@@ -72,7 +72,12 @@ def check_message(payload: dict[str, Any], *, has_files: bool, creating: bool) -
     components = payload.get("components") or []
     problems += check_components(components, payload.get("flags") or 0)
     if creating and not (
-        content or embeds or components or has_files or payload.get("poll") or payload.get("sticker_ids")
+        content
+        or embeds
+        or components
+        or has_files
+        or payload.get("poll")
+        or payload.get("sticker_ids")
     ):
         problems.append(Problem("empty_message", "content", "Cannot send an empty message"))
     return problems
@@ -88,30 +93,45 @@ def _check_embeds(embeds: list[dict[str, Any]]) -> list[Problem]:
     for index, embed in enumerate(embeds):
         here = f"embeds.{index}"
         sized: list[tuple[str, str, int]] = [
-            (f"{here}.{key}", embed.get(key) or "", limit) for key, limit in EMBED_TEXT_LIMITS.items()
+            (f"{here}.{key}", embed.get(key) or "", limit)
+            for key, limit in EMBED_TEXT_LIMITS.items()
         ]
-        sized.append((f"{here}.footer.text", (embed.get("footer") or {}).get("text") or "", MAX_FOOTER))
+        sized.append(
+            (f"{here}.footer.text", (embed.get("footer") or {}).get("text") or "", MAX_FOOTER)
+        )
         sized.append(
             (f"{here}.author.name", (embed.get("author") or {}).get("name") or "", MAX_AUTHOR_NAME)
         )
         fields = embed.get("fields") or []
         if len(fields) > MAX_EMBED_FIELDS:
             problems.append(
-                Problem("embed_limits", f"{here}.fields", f"Must be {MAX_EMBED_FIELDS} or fewer in length.")
+                Problem(
+                    "embed_limits",
+                    f"{here}.fields",
+                    f"Must be {MAX_EMBED_FIELDS} or fewer in length.",
+                )
             )
         for number, field in enumerate(fields):
             for key, limit in (("name", MAX_FIELD_NAME), ("value", MAX_FIELD_VALUE)):
                 text = field.get(key) or ""
                 if not text:
                     problems.append(
-                        Problem("embed_limits", f"{here}.fields.{number}.{key}", "This field is required")
+                        Problem(
+                            "embed_limits",
+                            f"{here}.fields.{number}.{key}",
+                            "This field is required",
+                        )
                     )
                 sized.append((f"{here}.fields.{number}.{key}", text, limit))
         for path, text, limit in sized:
             total += len(text)
             if len(text) > limit:
                 problems.append(
-                    Problem("embed_limits", path, f"Must be {limit} or fewer in length (got {len(text)}).")
+                    Problem(
+                        "embed_limits",
+                        path,
+                        f"Must be {limit} or fewer in length (got {len(text)}).",
+                    )
                 )
     if total > MAX_EMBED_TOTAL:
         problems.append(
@@ -130,25 +150,37 @@ def check_components(components: list[dict[str, Any]], flags: int) -> list[Probl
         count = sum(1 for _ in walk_components(components))
         if count > MAX_V2_COMPONENTS:
             return [
-                Problem("component_limits", "components", f"Must be {MAX_V2_COMPONENTS} or fewer in total.")
+                Problem(
+                    "component_limits",
+                    "components",
+                    f"Must be {MAX_V2_COMPONENTS} or fewer in total.",
+                )
             ]
         return []
     problems: list[Problem] = []
     if len(components) > MAX_ACTION_ROWS:
         problems.append(
-            Problem("component_limits", "components", f"Must be {MAX_ACTION_ROWS} or fewer in length.")
+            Problem(
+                "component_limits", "components", f"Must be {MAX_ACTION_ROWS} or fewer in length."
+            )
         )
     seen: set[str] = set()
     for index, row in enumerate(components):
         here = f"components.{index}"
         if row.get("type") != ACTION_ROW:
-            problems.append(Problem("component_limits", here, "Top-level components must be action rows."))
+            problems.append(
+                Problem("component_limits", here, "Top-level components must be action rows.")
+            )
             continue
         children = row.get("components") or []
         has_select = any(child.get("type") in SELECT_TYPES for child in children)
         if not children or len(children) > MAX_ROW_WIDTH or (has_select and len(children) > 1):
             problems.append(
-                Problem("component_limits", here, "An action row holds 1-5 buttons or exactly one select.")
+                Problem(
+                    "component_limits",
+                    here,
+                    "An action row holds 1-5 buttons or exactly one select.",
+                )
             )
         for number, child in enumerate(children):
             problems += _check_component(child, f"{here}.components.{number}", seen)
@@ -159,29 +191,44 @@ def _check_component(component: dict[str, Any], here: str, seen: set[str]) -> li
     problems: list[Problem] = []
     custom_id = component.get("custom_id")
     needs_custom_id = component.get("type") in SELECT_TYPES or (
-        component.get("type") == BUTTON and component.get("style") not in (LINK_STYLE, PREMIUM_STYLE)
+        component.get("type") == BUTTON
+        and component.get("style") not in (LINK_STYLE, PREMIUM_STYLE)
     )
     if needs_custom_id and not custom_id:
         problems.append(Problem("component_limits", f"{here}.custom_id", "This field is required"))
     if custom_id:
         if len(custom_id) > MAX_CUSTOM_ID:
             problems.append(
-                Problem("component_limits", f"{here}.custom_id", f"Must be {MAX_CUSTOM_ID} or fewer in length.")
+                Problem(
+                    "component_limits",
+                    f"{here}.custom_id",
+                    f"Must be {MAX_CUSTOM_ID} or fewer in length.",
+                )
             )
         if custom_id in seen:
             problems.append(
-                Problem("component_limits", f"{here}.custom_id", f"Duplicate custom_id {custom_id!r}.")
+                Problem(
+                    "component_limits", f"{here}.custom_id", f"Duplicate custom_id {custom_id!r}."
+                )
             )
         seen.add(custom_id)
     if len(component.get("label") or "") > MAX_BUTTON_LABEL:
         problems.append(
-            Problem("component_limits", f"{here}.label", f"Must be {MAX_BUTTON_LABEL} or fewer in length.")
+            Problem(
+                "component_limits",
+                f"{here}.label",
+                f"Must be {MAX_BUTTON_LABEL} or fewer in length.",
+            )
         )
     if component.get("type") == STRING_SELECT:
         options = component.get("options") or []
         if not 1 <= len(options) <= MAX_SELECT_OPTIONS:
             problems.append(
-                Problem("component_limits", f"{here}.options", f"Must have 1-{MAX_SELECT_OPTIONS} options.")
+                Problem(
+                    "component_limits",
+                    f"{here}.options",
+                    f"Must have 1-{MAX_SELECT_OPTIONS} options.",
+                )
             )
         for number, option in enumerate(options):
             for key in ("label", "value", "description"):
@@ -209,12 +256,18 @@ def walk_components(components: list[dict[str, Any]]):
 def check_choices(choices: list[dict[str, Any]]) -> list[Problem]:
     problems: list[Problem] = []
     if len(choices) > MAX_CHOICES:
-        problems.append(Problem("choice_limits", "data.choices", f"Must be {MAX_CHOICES} or fewer in length."))
+        problems.append(
+            Problem("choice_limits", "data.choices", f"Must be {MAX_CHOICES} or fewer in length.")
+        )
     for index, choice in enumerate(choices):
         name, value = choice.get("name") or "", choice.get("value")
         if not 1 <= len(name) <= MAX_CHOICE_TEXT:
             problems.append(
-                Problem("choice_limits", f"data.choices.{index}.name", f"Must be 1-{MAX_CHOICE_TEXT} long.")
+                Problem(
+                    "choice_limits",
+                    f"data.choices.{index}.name",
+                    f"Must be 1-{MAX_CHOICE_TEXT} long.",
+                )
             )
         if isinstance(value, str) and len(value) > MAX_CHOICE_TEXT:
             problems.append(
@@ -232,10 +285,14 @@ def check_modal(data: dict[str, Any]) -> list[Problem]:
     if not 1 <= len(data.get("title") or "") <= MAX_MODAL_TITLE:
         problems.append(Problem("modal_limits", "data.title", f"Must be 1-{MAX_MODAL_TITLE} long."))
     if not 1 <= len(data.get("custom_id") or "") <= MAX_CUSTOM_ID:
-        problems.append(Problem("modal_limits", "data.custom_id", f"Must be 1-{MAX_CUSTOM_ID} long."))
+        problems.append(
+            Problem("modal_limits", "data.custom_id", f"Must be 1-{MAX_CUSTOM_ID} long.")
+        )
     if not 1 <= len(data.get("components") or []) <= MAX_MODAL_COMPONENTS:
         problems.append(
-            Problem("modal_limits", "data.components", f"Must have 1-{MAX_MODAL_COMPONENTS} components.")
+            Problem(
+                "modal_limits", "data.components", f"Must have 1-{MAX_MODAL_COMPONENTS} components."
+            )
         )
     return problems
 
@@ -257,11 +314,17 @@ def check_commands(commands: list[dict[str, Any]]) -> list[Problem]:
         elif not 1 <= len(name) <= 32:
             problems.append(Problem("invalid_command", f"{here}.name", "Must be 1-32 long."))
         if (kind, name) in seen:
-            problems.append(Problem("invalid_command", f"{here}.name", f"Duplicate command name {name!r}."))
+            problems.append(
+                Problem("invalid_command", f"{here}.name", f"Duplicate command name {name!r}.")
+            )
         seen.add((kind, name))
     if chat_input > MAX_COMMANDS:
         problems.append(
-            Problem("invalid_command", "commands", f"Must be {MAX_COMMANDS} or fewer chat input commands.")
+            Problem(
+                "invalid_command",
+                "commands",
+                f"Must be {MAX_COMMANDS} or fewer chat input commands.",
+            )
         )
     return problems
 
@@ -281,7 +344,9 @@ def _check_description(description: str | None, here: str) -> list[Problem]:
 def _check_options(options: list[dict[str, Any]], here: str) -> list[Problem]:
     problems: list[Problem] = []
     if len(options) > MAX_OPTIONS:
-        problems.append(Problem("invalid_command", here, f"Must be {MAX_OPTIONS} or fewer in length."))
+        problems.append(
+            Problem("invalid_command", here, f"Must be {MAX_OPTIONS} or fewer in length.")
+        )
     optional_seen = False
     for index, option in enumerate(options):
         path = f"{here}.{index}"
@@ -293,14 +358,22 @@ def _check_options(options: list[dict[str, Any]], here: str) -> list[Problem]:
         if option.get("required"):
             if optional_seen:
                 problems.append(
-                    Problem("invalid_command", path, "Required options must be placed before optional options.")
+                    Problem(
+                        "invalid_command",
+                        path,
+                        "Required options must be placed before optional options.",
+                    )
                 )
         else:
             optional_seen = True
         choices = option.get("choices") or []
         if len(choices) > MAX_CHOICES:
             problems.append(
-                Problem("invalid_command", f"{path}.choices", f"Must be {MAX_CHOICES} or fewer in length.")
+                Problem(
+                    "invalid_command",
+                    f"{path}.choices",
+                    f"Must be {MAX_CHOICES} or fewer in length.",
+                )
             )
         if choices and option.get("autocomplete"):
             problems.append(
@@ -319,5 +392,7 @@ def form_error(problems: list[Problem]) -> ApiError:
         node = errors
         for part in problem.field.split("."):
             node = node.setdefault(part, {})
-        node.setdefault("_errors", []).append({"code": "BASE_TYPE_INVALID", "message": problem.text})
+        node.setdefault("_errors", []).append(
+            {"code": "BASE_TYPE_INVALID", "message": problem.text}
+        )
     return ApiError(400, 50035, "Invalid Form Body", violations=violations, errors=errors)

@@ -97,7 +97,14 @@ class Role:
     """A guild role; ``permissions`` is the raw permission integer."""
 
     def __init__(
-        self, guild: Guild, id: int, name: str, permissions: int, position: int, *, bot_id: int | None = None
+        self,
+        guild: Guild,
+        id: int,
+        name: str,
+        permissions: int,
+        position: int,
+        *,
+        bot_id: int | None = None,
     ) -> None:
         self.guild = guild
         self.id = id
@@ -159,7 +166,9 @@ class Member:
         """Guild-level permissions: @everyone + roles, everything for owner/administrator."""
         return self.guild.permissions_for(self)
 
-    def to_payload(self, *, with_user: bool = True, with_permissions: bool = False) -> dict[str, Any]:
+    def to_payload(
+        self, *, with_user: bool = True, with_permissions: bool = False
+    ) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "roles": [str(role.id) for role in self.roles],
             "joined_at": isoformat(self.joined_at),
@@ -179,7 +188,7 @@ class Member:
             payload["permissions"] = str(self.permissions)
         return payload
 
-    async def slash(self, channel: TextChannel, command: str, **options: Any) -> Interaction:
+    async def slash(self, channel: TextChannel, command: str, /, **options: Any) -> Interaction:
         """Invoke ``/command`` (``"group sub"`` for subcommands) with the given option values.
 
         Raises :class:`MissingPermissions` if the member may not use it, and
@@ -189,17 +198,24 @@ class Member:
         return await self.guild.emulator.interactions.slash(self, channel, command, options)
 
     async def autocomplete(
-        self, channel: TextChannel, command: str, *, focused: str, value: Any, **options: Any
+        self, channel: TextChannel, command: str, /, *, focused: str, value: Any, **options: Any
     ) -> Interaction:
-        """Type ``value`` into option ``focused`` of ``command`` (other options as filled so far)."""
-        return await self.guild.emulator.interactions.autocomplete(self, channel, command, focused, value, options)
+        """Type ``value`` into option ``focused`` of ``command``; ``options`` are filled so far.
 
-    async def click(self, message: Message, custom_id: str, *, values: list[str] | None = None) -> Interaction:
+        (An already-filled option literally named ``focused`` or ``value`` cannot be passed.)
+        """
+        return await self.guild.emulator.interactions.autocomplete(
+            self, channel, command, focused, value, options
+        )
+
+    async def click(
+        self, message: Message, custom_id: str, /, *, values: list[str] | None = None
+    ) -> Interaction:
         """Press the button (or choose ``values`` in the select) ``custom_id`` on ``message``."""
         return await self.guild.emulator.interactions.click(self, message, custom_id, values)
 
-    async def submit_modal(self, interaction: Interaction, **values: str) -> Interaction:
-        """Submit the modal the bot answered ``interaction`` with; ``values`` by text-input custom_id."""
+    async def submit_modal(self, interaction: Interaction, /, **values: str) -> Interaction:
+        """Submit the modal the bot answered ``interaction`` with; ``values`` by custom_id."""
         return await self.guild.emulator.interactions.submit_modal(self, interaction, values)
 
     def __repr__(self) -> str:
@@ -209,7 +225,9 @@ class Member:
 class TextChannel:
     """A guild text channel; ``messages`` lists its live messages, ephemeral ones included."""
 
-    def __init__(self, guild: Guild, id: int, name: str, position: int, *, topic: str | None, nsfw: bool) -> None:
+    def __init__(
+        self, guild: Guild, id: int, name: str, position: int, *, topic: str | None, nsfw: bool
+    ) -> None:
         self.guild = guild
         self.id = id
         self.name = name
@@ -275,41 +293,58 @@ class Guild:
 
     # -- building the guild ------------------------------------------------------------
 
-    def add_text_channel(self, name: str, *, topic: str | None = None, nsfw: bool = False) -> TextChannel:
+    def add_text_channel(
+        self, name: str, *, topic: str | None = None, nsfw: bool = False
+    ) -> TextChannel:
         channel = TextChannel(
             self, self.emulator.snowflakes.next(), name, len(self.channels), topic=topic, nsfw=nsfw
         )
         self.channels[channel.id] = channel
-        self.emulator.gateway.dispatch("CHANNEL_CREATE", channel.to_payload(), intent=discord.Intents.guilds.flag)
+        self.emulator.gateway.dispatch(
+            "CHANNEL_CREATE", channel.to_payload(), intent=discord.Intents.guilds.flag
+        )
         return channel
 
     def add_role(self, name: str, *, permissions: int = 0) -> Role:
-        """A role with raw ``permissions`` (e.g. ``discord.Permissions(manage_guild=True).value``)."""
+        """A role with raw ``permissions`` (``discord.Permissions(manage_guild=True).value``)."""
         role = self._new_role(name, permissions)
         self.emulator.gateway.dispatch(
-            "GUILD_ROLE_CREATE", {"guild_id": str(self.id), "role": role.to_payload()}, intent=discord.Intents.guilds.flag
+            "GUILD_ROLE_CREATE",
+            {"guild_id": str(self.id), "role": role.to_payload()},
+            intent=discord.Intents.guilds.flag,
         )
         return role
 
-    def add_member(self, name: str, *, roles: Iterable[Role] = (), permissions: int | None = None) -> Member:
+    def add_member(
+        self, name: str, *, roles: Iterable[Role] = (), permissions: int | None = None
+    ) -> Member:
         """A human member.  ``permissions`` is a shortcut that gives them a personal role."""
         roles = list(roles)
         if permissions is not None:
-            roles.append(self._new_role(f"{name}-permissions", permissions))
+            roles.append(self.add_role(f"{name}-permissions", permissions=permissions))
         user = User(self.emulator.snowflakes.next(), name)
         member = self._join(user, roles)
         self.emulator.gateway.dispatch(
-            "GUILD_MEMBER_ADD", {"guild_id": str(self.id), **member.to_payload()}, intent=discord.Intents.members.flag
+            "GUILD_MEMBER_ADD",
+            {"guild_id": str(self.id), **member.to_payload()},
+            intent=discord.Intents.members.flag,
         )
         return member
 
     def allow_command(self, command: str, target: Member | Role) -> None:
-        """An integration override: ``target`` may use ``command`` despite its default permissions."""
+        """Integration override: ``target`` may use ``command`` despite its default permissions."""
         self._command_overrides.setdefault(command, set()).add(target.id)
 
-    def _new_role(self, name: str, permissions: int, *, id: int | None = None, bot_id: int | None = None) -> Role:
+    def _new_role(
+        self, name: str, permissions: int, *, id: int | None = None, bot_id: int | None = None
+    ) -> Role:
         role = Role(
-            self, id or self.emulator.snowflakes.next(), name, permissions, len(self.roles), bot_id=bot_id
+            self,
+            id or self.emulator.snowflakes.next(),
+            name,
+            permissions,
+            len(self.roles),
+            bot_id=bot_id,
         )
         self.roles[role.id] = role
         return role
@@ -400,7 +435,13 @@ class StoredFile:
     """A file the bot uploaded; ``data`` holds its bytes."""
 
     def __init__(
-        self, id: int, filename: str, data: bytes, content_type: str, description: str | None, url: str
+        self,
+        id: int,
+        filename: str,
+        data: bytes,
+        content_type: str,
+        description: str | None,
+        url: str,
     ) -> None:
         self.id = id
         self.filename = filename
@@ -479,7 +520,9 @@ class Message:
         return [c["custom_id"] for c in walk_components(self.components) if c.get("custom_id")]
 
     def find_component(self, custom_id: str) -> dict[str, Any] | None:
-        return next((c for c in walk_components(self.components) if c.get("custom_id") == custom_id), None)
+        return next(
+            (c for c in walk_components(self.components) if c.get("custom_id") == custom_id), None
+        )
 
     def fill(self, payload: dict[str, Any], files: list[StoredFile]) -> None:
         """Set the initial content from a create payload."""
@@ -503,7 +546,9 @@ class Message:
         if "allowed_mentions" in payload:
             self.allowed_mentions = payload["allowed_mentions"]
         if "flags" in payload:
-            self.flags = (self.flags & ~SUPPRESS_EMBEDS) | ((payload["flags"] or 0) & SUPPRESS_EMBEDS)
+            self.flags = (self.flags & ~SUPPRESS_EMBEDS) | (
+                (payload["flags"] or 0) & SUPPRESS_EMBEDS
+            )
         if "attachments" in payload:
             kept = {str(entry.get("id")) for entry in payload["attachments"] or []}
             self.attachments = [file for file in self.attachments if str(file.id) in kept]
@@ -515,7 +560,12 @@ class Message:
 
     def snapshot(self) -> dict[str, Any]:
         return copy.deepcopy(
-            {"content": self.content, "embeds": self.embeds, "components": self.components, "flags": self.flags}
+            {
+                "content": self.content,
+                "embeds": self.embeds,
+                "components": self.components,
+                "flags": self.flags,
+            }
         )
 
     def to_payload(self) -> dict[str, Any]:
@@ -556,7 +606,9 @@ def _normalise_embed(embed: dict[str, Any]) -> dict[str, Any]:
 class Command:
     """An application command as synced by the bot (``data`` is what it sent)."""
 
-    def __init__(self, id: int, application_id: int, guild_id: int | None, data: dict[str, Any]) -> None:
+    def __init__(
+        self, id: int, application_id: int, guild_id: int | None, data: dict[str, Any]
+    ) -> None:
         self.id = id
         self.application_id = application_id
         self.guild_id = guild_id
@@ -622,12 +674,14 @@ class CommandStore:
         """Commands synced globally (``guild=None``) or to one guild."""
         return list(self._scopes.get(_guild_id(guild), {}).values())
 
-    def get(self, name: str, guild: Guild | int | None = None, *, type: int = CHAT_INPUT) -> Command | None:
+    def get(
+        self, name: str, guild: Guild | int | None = None, *, type: int = CHAT_INPUT
+    ) -> Command | None:
         """A command of exactly this scope, or ``None``."""
         return self._scopes.get(_guild_id(guild), {}).get((type, name))
 
     def visible_in(self, guild: Guild, name: str, *, type: int = CHAT_INPUT) -> Command | None:
-        """What a member of ``guild`` invokes as ``/name``: the guild command, else the global one."""
+        """What ``/name`` means in ``guild``: the guild command, else the global one."""
         return self.get(name, guild, type=type) or self.get(name, None, type=type)
 
 
