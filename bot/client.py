@@ -88,6 +88,9 @@ class StoryBot(commands.Bot):
             command = interaction.command.qualified_name if interaction.command else "?"
             log.error("command /%s failed", command, exc_info=cause)
             message = APOLOGY
+        if self.is_closed():  # shutting down: the connection to answer on is gone
+            log.info("not answering interaction %s: the bot is closing", interaction.id)
+            return
         await send_ephemeral(interaction, message)
 
 

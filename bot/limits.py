@@ -73,15 +73,24 @@ class ChannelOrder:
         self._waiting: collections.Counter[int] = collections.Counter()
 
     @asynccontextmanager
-    async def turn(self, channel_id: int) -> AsyncIterator[None]:
-        """Wait for this channel's turn (FIFO: asyncio.Lock wakes waiters in order)."""
+    async def turn(self, channel_id: int, wait_s: float | None = None) -> AsyncIterator[None]:
+        """Wait (at most ``wait_s``) for this channel's turn; asyncio.Lock wakes waiters in order."""
         if self._waiting[channel_id] > self.max_waiting:
             raise StoryBusy()
         lock = self._locks.setdefault(channel_id, asyncio.Lock())
         self._waiting[channel_id] += 1
         try:
-            async with lock:
+            try:
+                async with asyncio.timeout(wait_s):
+                    await lock.acquire()
+            except TimeoutError:
+                raise StoryBusy(
+                    "The story in this channel was busy for too long. Try again in a moment."
+                ) from None
+            try:
                 yield
+            finally:
+                lock.release()
         finally:
             self._waiting[channel_id] -= 1
             if not self._waiting[channel_id]:

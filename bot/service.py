@@ -6,7 +6,6 @@ here, and turn the plain result or :class:`~bot.errors.StoryError` back into som
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -18,7 +17,6 @@ from bot.engine.types import (
     EngineError,
     GenerationRequest,
     GenerationResult,
-    GenerationTimeout,
     SamplingParams,
 )
 from bot.errors import EmptyText, GuildOnly, InvalidSetting, NoStory, NotModerator, TextTooLong
@@ -168,14 +166,11 @@ class StoryService:
     async def _in_turn(self, actor: Actor, settings: Resolved, body) -> Written:
         """Charge the rate limits, wait for the channel's turn, run ``body``; refund on failure."""
         ticket = self._admit(actor, settings)
-        deadline = self.clock() + self.config.model.request_timeout_s
+        timeout = self.config.model.request_timeout_s
+        deadline = self.clock() + timeout
         try:
-            async with asyncio.timeout(self.config.model.request_timeout_s):
-                async with self.order.turn(actor.channel_id):
-                    return await body(deadline)
-        except TimeoutError:
-            ticket.refund()
-            raise GenerationTimeout("timed out waiting for this channel's turn") from None
+            async with self.order.turn(actor.channel_id, wait_s=timeout):
+                return await body(deadline)
         except BaseException:
             ticket.refund()
             raise

@@ -19,6 +19,7 @@ MODE_CHOICES = [
 ]
 SHOW_CHUNKS = 5
 PROGRESS_EVERY_S = 1.5
+WRITING = " ✍️"  # ends a preview of a part still being written
 
 
 def actor_of(bot: StoryBot, interaction: discord.Interaction) -> Actor:
@@ -137,9 +138,9 @@ class LiveProgress:
             self._edit = asyncio.create_task(self._show())
 
     async def _show(self) -> None:
-        preview = safe(self.prefix + self.text)[-(MESSAGE_LIMIT - 4) :]
+        preview = safe(self.prefix + self.text)[-(MESSAGE_LIMIT - len(WRITING)) :]
         with contextlib.suppress(discord.HTTPException):
-            await self.interaction.edit_original_response(content=f"{preview} ✍️")
+            await self.interaction.edit_original_response(content=preview + WRITING)
 
     async def stop(self) -> None:
         """Stop editing, and wait for an edit in flight so it cannot land after the answer."""

@@ -1,0 +1,240 @@
+"""End to end: members use the real StoryBot over real sockets, through the local Discord."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+import pytest
+
+from bot.engine.batch import Batch
+from tests.discord_emulator import EPHEMERAL, MissingPermissions
+from tests.e2e.conftest import answer, bot_requests, configured, storybot, turns
+
+LIVE_MENTION = re.compile(r"@(everyone|here)(?!\u200b)|<@[!&]?\d+>")
+
+
+class ScriptedChooser:
+    """Makes the model write exactly ``script`` (then end), whatever the logits say."""
+
+    def __init__(self, script: list[int], eos: int) -> None:
+        self.script = [*script, eos]
+
+    def choose(self, logits, rows):
+        return [self.script.pop(0) if self.script else 0 for _ in rows]
+
+
+def script_model(bot, text: str) -> None:
+    engine = bot.services.engine
+    engine._chooser = ScriptedChooser(engine.tokenizer.encode(text), engine.loaded.eos_id)
+
+
+def ephemeral_lines(interaction) -> list[str]:
+    return [m.content for m in interaction.messages if m.flags & EPHEMERAL and not m.deleted]
+
+
+async def test_two_members_build_one_story(emu, world, bot_config):
+    async with storybot(emu, bot_config):
+        write = await world.alice.slash(world.channel, "write", prompt="The lighthouse keeper woke")
+        opening = await answer(emu, write)
+        bob_line = await world.bob.slash(world.channel, "continue", text="A ship was coming.")
+        bob_answer = await answer(emu, bob_line)
+        plain = await world.alice.slash(world.channel, "continue")
+        await answer(emu, plain)
+
+    for interaction in (write, bob_line, plain):
+        sent = bot_requests(emu, interaction.token)
+        assert sent[0].route.endswith("/callback") and sent[0].json["type"] == 5  # deferred first
+        assert any(r.method == "PATCH" and "@original" in r.path for r in sent[1:])
+        assert not interaction.messages[0].loading and not interaction.messages[0].ephemeral
+    assert "The lighthouse keeper woke" in opening.content
+    assert "**bob:** A ship was coming." in bob_answer.content
+
+    rows = turns(bot_config, world.channel.id)
+    assert [(r["kind"], r["author_id"]) for r in rows] == [
+        ("opening", world.alice.id),
+        ("model", None),
+        ("member", world.bob.id),
+        ("model", None),
+        ("model", None),
+    ]
+    assert [r["position"] for r in rows] == list(range(5))
+    assert rows[2]["text"] == "A ship was coming."
+
+
+async def test_five_members_continue_at_once_and_every_turn_lands_once(emu, world, bot_config):
+    async with storybot(emu, bot_config):
+        await answer(
+            emu, await world.alice.slash(world.channel, "write", prompt="Five friends met")
+        )
+        lines = {member.id: f"{member.name} says hello." for member in world.members}
+        at_once = [
+            member.slash(world.channel, "continue", text=lines[member.id])
+            for member in world.members
+        ]
+        elsewhere = world.alice.slash(
+            world.other_channel, "write", prompt="Meanwhile, a poem", mode="poem"
+        )
+        interactions = await asyncio.gather(*at_once, elsewhere)
+        answers = await asyncio.gather(*(answer(emu, i, timeout=60) for i in interactions))
+
+    rows = turns(bot_config, world.channel.id)
+    member_rows = [r for r in rows if r["kind"] == "member"]
+    assert sorted(r["author_id"] for r in member_rows) == sorted(lines)
+    for row in member_rows:  # each member's line is followed at once by the model's answer to it
+        assert rows[row["position"] + 1]["kind"] == "model"
+        assert row["text"] == lines[row["author_id"]]
+    assert [r["position"] for r in rows] == list(range(len(rows))) and len(rows) == 2 + 2 * 5
+
+    # The answers were shown in the order their turns were written.
+    def shown_at(interaction) -> int:
+        return max(i for i, r in enumerate(emu.transcript) if interaction.token in r.path)
+
+    shown = [i.member.id for i in sorted(interactions[:5], key=shown_at)]
+    assert shown == [r["author_id"] for r in member_rows]
+    for interaction, reply in zip(interactions[:5], answers[:5], strict=True):
+        assert lines[interaction.member.id] in reply.content
+    assert [r["kind"] for r in turns(bot_config, world.other_channel.id)] == ["opening", "model"]
+
+
+async def test_only_moderators_change_settings_and_changes_stay_in_their_server(
+    emu, world, bot_config
+):
+    async with storybot(emu, bot_config):
+        with pytest.raises(MissingPermissions):
+            await world.alice.slash(world.channel, "settings set", key="temperature", value="0")
+
+        world.guild.allow_command("settings", world.alice)  # an admin lets her see the command
+        refused = await world.alice.slash(
+            world.channel, "settings set", key="temperature", value="0"
+        )
+        await answer(emu, refused)
+        assert ephemeral_lines(refused) == [
+            "Only moderators (Manage Server, or a moderator role) can change settings."
+        ]
+
+        changed = await world.mod.slash(world.channel, "settings set", key="temperature", value="0")
+        assert "temperature" in (await answer(emu, changed)).content
+
+        await answer(emu, await world.bob.slash(world.channel, "write", prompt="Cold open"))
+        warm = await world.second_member.slash(world.second_channel, "write", prompt="Warm open")
+        await answer(emu, warm)
+
+    here = turns(bot_config, world.channel.id)[1]["settings"]
+    there = turns(bot_config, world.second_channel.id)[1]["settings"]
+    assert '"temperature": 0.0' in here
+    assert '"temperature": 0.9' in there
+
+
+async def test_a_member_over_the_rate_limit_is_told_when_to_retry(emu, world, bot_config):
+    config = configured(bot_config, "generation", user_rate=2)
+    async with storybot(emu, config):
+        await answer(emu, await world.alice.slash(world.channel, "write", prompt="Quick"))
+        await answer(emu, await world.alice.slash(world.channel, "continue", text="Quicker."))
+        before = turns(config, world.channel.id)
+        refused = await world.alice.slash(world.channel, "continue", text="Too quick.")
+        await answer(emu, refused)
+        from_bob = await world.bob.slash(world.channel, "continue")
+        await answer(emu, from_bob)
+
+    [line] = ephemeral_lines(refused)
+    assert re.fullmatch(
+        r"You have reached the limit of 2 generations a minute\. Try again in \d+ seconds?\.", line
+    )
+    assert all(m.deleted or m.ephemeral for m in refused.messages)  # no public trace
+    after = turns(config, world.channel.id)
+    assert "Too quick." not in [r["text"] for r in after]
+    assert len(after) == len(before) + 1  # only bob's generation
+
+
+async def test_no_payload_can_ping_anyone(emu, world, bot_config):
+    role = world.guild.add_role("Everyone Important")
+    prompt = f"@everyone @here <@&{role.id}> <@{world.bob.id}> <@!{world.bob.id}> listen"
+    async with storybot(emu, bot_config) as bot:
+        script_model(bot, f" Hey @everyone and @here, <@&{role.id}> and <@{world.bob.id}>!")
+        write = await world.alice.slash(world.channel, "write", prompt=prompt)
+        await answer(emu, write)
+        script_model(bot, " Again @here.")
+        more = await world.alice.slash(
+            world.channel, "continue", text=f"Ping <@{world.alice.id}> @everyone"
+        )
+        await answer(emu, more)
+
+    payloads = [r.json for r in emu.transcript if isinstance(r.json, dict) and "content" in r.json]
+    payloads += [
+        r.json["data"]
+        for r in emu.transcript
+        if isinstance(r.json, dict) and "content" in r.json.get("data", {})
+    ]
+    assert len(payloads) >= 2
+    for payload in payloads:
+        assert payload["allowed_mentions"]["parse"] == []
+        assert not payload["allowed_mentions"].get("users") and not payload["allowed_mentions"].get(
+            "roles"
+        )
+        assert not LIVE_MENTION.search(payload["content"]), payload["content"]
+    shown = "\n".join(m.content for m in world.channel.messages)
+    assert "everyone" in shown and "listen" in shown  # escaped, not dropped
+
+
+async def test_an_answer_longer_than_a_message_arrives_in_several(emu, world, bot_config):
+    config = configured(bot_config, "generation", max_new_tokens=400)
+    async with storybot(emu, config) as bot:
+        word = " international"
+        assert len(bot.services.engine.tokenizer.encode(word)) == 1
+        script_model(bot, word * 390)
+        write = await world.alice.slash(world.channel, "write", prompt="Words")
+        await answer(emu, write)
+        messages = await write.wait_for_messages(3, timeout=10)
+
+    assert all(len(m.content) <= 2000 for m in messages)
+    assert sum(m.content.count("international") for m in messages) == 390
+    assert turns(config, world.channel.id)[1]["text"].count("international") == 390
+
+
+async def test_the_story_survives_a_restart(emu, world, bot_config):
+    async with storybot(emu, bot_config):
+        await answer(
+            emu, await world.alice.slash(world.channel, "write", prompt="Before the restart")
+        )
+        await answer(emu, await world.bob.slash(world.channel, "continue", text="Still here."))
+    before = turns(bot_config, world.channel.id)
+
+    async with storybot(emu, bot_config):
+        after_restart = await world.alice.slash(
+            world.channel, "continue", text="After the restart."
+        )
+        await answer(emu, after_restart)
+
+    after = turns(bot_config, world.channel.id)
+    assert [dict(r) for r in after[: len(before)]] == [dict(r) for r in before]
+    assert {r["story_id"] for r in after} == {before[0]["story_id"]}
+    assert after[len(before)]["text"] == "After the restart."
+    assert [r["kind"] for r in after[len(before) :]] == ["member", "model"]
+
+
+async def test_a_generation_past_its_deadline_is_explained_and_the_next_works(
+    emu, world, bot_config, monkeypatch
+):
+    config = configured(bot_config, "model", request_timeout_s=1.0)
+    real_step = Batch.step
+
+    def slow_step(self):
+        time.sleep(0.1)
+        return real_step(self)
+
+    async with storybot(emu, config):
+        await answer(emu, await world.alice.slash(world.channel, "write", prompt="On time"))
+        monkeypatch.setattr(Batch, "step", slow_step)
+        late = await world.bob.slash(world.channel, "continue", text="Hurry up.")
+        await answer(emu, late)
+        monkeypatch.setattr(Batch, "step", real_step)
+        next_one = await world.alice.slash(world.channel, "continue")
+        reply = await answer(emu, next_one)
+
+    [line] = ephemeral_lines(late)
+    assert "took too long" in line and "Your line is saved" in line
+    assert not reply.ephemeral and reply.content
+    kinds = [r["kind"] for r in turns(config, world.channel.id)]
+    assert kinds == ["opening", "model", "member", "model"]
