@@ -234,11 +234,16 @@ def parse_config(data: Mapping[str, Any], token: str = "", source: Path | None =
     s = _Section("generation", data.get("generation", {}))
     g = GenerationConfig()
     generation = GenerationConfig(
-        temperature=s.number("temperature", g.temperature, 0.0, caps.max_temperature),
+        temperature=s.number(
+            "temperature", min(g.temperature, caps.max_temperature), 0.0, caps.max_temperature
+        ),
         top_p=s.number("top_p", g.top_p, 0.01, 1.0),
         top_k=s.integer("top_k", g.top_k, 0, 1000),
         repetition_penalty=s.number(
-            "repetition_penalty", g.repetition_penalty, 1.0, caps.max_repetition_penalty
+            "repetition_penalty",
+            min(g.repetition_penalty, caps.max_repetition_penalty),
+            1.0,
+            caps.max_repetition_penalty,
         ),
         no_repeat_ngram_size=s.integer("no_repeat_ngram_size", g.no_repeat_ngram_size, 0, 10),
         max_new_tokens=s.integer(

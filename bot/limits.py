@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from bot.errors import RateLimited, StoryBusy
 
 WINDOW_S = 60.0
+SWEEP_AT = 4096  # keys held before forgetting the idle ones
 
 
 @dataclass
@@ -36,6 +37,7 @@ class RateLimiter:
         self._hits: dict[Hashable, collections.deque[float]] = collections.defaultdict(
             collections.deque
         )
+        self._sweep_at = SWEEP_AT
 
     def _recent(self, key: Hashable, now: float) -> collections.deque[float]:
         hits = self._hits[key]
@@ -56,7 +58,15 @@ class RateLimiter:
         keys = tuple(key for key, _ in limits.values())
         for key in keys:
             self._hits[key].append(now)
+        if len(self._hits) > self._sweep_at:
+            self._sweep(now)
         return Ticket(self, keys, now)
+
+    def _sweep(self, now: float) -> None:
+        """Forget keys with no hit in the window, so memory follows active users, not all users."""
+        for key in [k for k in self._hits if not self._recent(k, now)]:
+            del self._hits[key]
+        self._sweep_at = max(SWEEP_AT, 2 * len(self._hits))
 
     def _forget(self, key: Hashable, at: float) -> None:
         hits = self._hits.get(key)

@@ -30,10 +30,11 @@ def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
     while len(rest) > limit:
         cut = _cut_point(rest, limit)
         chunk = rest[:cut].rstrip()
-        if chunk.endswith("\\") and not chunk.endswith("\\\\"):
-            chunk, cut = chunk[:-1], cut - 1  # never separate an escape from what it escapes
+        escapes = len(chunk) - len(chunk.rstrip("\\"))
+        if escapes % 2 and len(chunk) > escapes and not rest[cut].isspace():
+            chunk = chunk[:-1]  # never separate an escape from what it escapes
         chunks.append(chunk)
-        rest = rest[cut:].lstrip()
+        rest = rest[len(chunk) :].lstrip()
     if rest:
         chunks.append(rest)
     return chunks

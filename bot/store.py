@@ -233,6 +233,8 @@ class Store:
             )
             old = None if row is None else row["value"]
             new = None if value is None else json.dumps(value)
+            if old == new:
+                return value  # nothing changes, so nothing to audit
             if new is None:
                 await db.execute(
                     "DELETE FROM settings WHERE guild_id = ? AND channel_id = ? AND key = ?",

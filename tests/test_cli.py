@@ -1,0 +1,143 @@
+"""The ``storybot`` command line: the console across two runs, generate, check, and a missing token."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.__main__ import main
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def clean_env() -> dict[str, str]:
+    """The environment of a host who has not set a token or a config file; no hub access."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DISCORD_TOKEN", "STORYBOT_CONFIG")}
+    env["HF_HUB_OFFLINE"] = "1"
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    return env
+
+
+def storybot(*args: str, stdin: str = "", cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=clean_env(),
+        timeout=180,
+    )
+
+
+def words(text: str) -> str:
+    return "".join(text.split())
+
+
+@pytest.fixture
+def short_config(tmp_path) -> Path:
+    """CPU and short generations, so the runs stay quick; the database path comes from --db."""
+    path = tmp_path / "storybot.toml"
+    path.write_text('[model]\ndevice = "cpu"\n[generation]\nmax_new_tokens = 8\n', encoding="utf-8")
+    return path
+
+
+def test_a_story_written_in_one_console_run_is_there_in_the_next(
+    tmp_path, tiny_model_dir, short_config
+):
+    db = tmp_path / "c.db"
+    common = (
+        "--config",
+        str(short_config),
+        "console",
+        "--model",
+        str(tiny_model_dir),
+        "--db",
+        str(db),
+    )
+
+    first = storybot(
+        *common,
+        stdin="/write Once upon a time in a quiet harbour\n/continue The lighthouse blinked twice.\n"
+        "/quit\n",
+        cwd=tmp_path,
+    )
+    second = storybot(*common, stdin="/story\n", cwd=tmp_path)
+
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    parts = re.split(r"^\[(?:opening|model|you)\] ", first.stdout, flags=re.MULTILINE)[1:]
+    assert len(parts) == 4  # opening, model, the member's line, model
+    assert parts[0].strip() == "Once upon a time in a quiet harbour"
+    assert parts[2].strip() == "The lighthouse blinked twice."
+    story = second.stdout.split("[story] ", 1)[1]
+    assert words(story) == words("".join(parts))  # the whole story, from the first run's database
+    assert "Traceback" not in first.stderr + second.stderr
+
+
+def test_run_without_a_token_explains_how_to_get_one(tmp_path):
+    result = storybot("run", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "DISCORD_TOKEN is not set" in result.stderr
+    assert "https://discord.com/developers/applications" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()  # nothing was created on the way out
+
+
+def test_sync_without_a_token_is_refused_too(tmp_path):
+    result = storybot("sync", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "DISCORD_TOKEN is not set" in result.stderr
+
+
+def test_a_bad_config_stops_at_start_with_the_key_and_the_range(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("STORYBOT_CONFIG", raising=False)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[generation]\ntemperature = 9\n", encoding="utf-8")
+
+    assert main(["--config", str(bad), "run"]) == 2
+
+    err = capsys.readouterr().err
+    assert "configuration error" in err
+    assert "generation.temperature = 9" in err and "from 0.0 to 1.5" in err
+
+
+def test_generate_prints_the_prompt_and_its_continuation(tiny_model_dir, capsys, monkeypatch):
+    # main() is exactly what `python -m bot` runs; in-process spares a second torch start-up.
+    monkeypatch.delenv("STORYBOT_CONFIG", raising=False)
+    argv = ["generate", "--model", str(tiny_model_dir), "--max-new-tokens", "5", "--seed", "1"]
+
+    assert main([*argv, "Once upon a time"]) == 0
+    first = capsys.readouterr().out
+    assert main([*argv, "Once upon a time"]) == 0
+    again = capsys.readouterr().out
+
+    assert first.startswith("Once upon a time")
+    assert len(first.rstrip("\n")) > len("Once upon a time")  # something was written after it
+    assert again == first  # the same seed writes the same words
+
+
+def test_check_reports_each_part_of_the_set_up(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    monkeypatch.delenv("DISCORD_TOKEN", raising=False)
+    monkeypatch.delenv("STORYBOT_CONFIG", raising=False)
+    config = tmp_path / "storybot.toml"
+    db = tmp_path / "data" / "check.db"
+    config.write_text(f'[model]\ndevice = "cpu"\n[database]\npath = "{db}"\n', encoding="utf-8")
+
+    status = main(["--config", str(config), "check", "--model", str(tiny_model_dir)])
+
+    out = capsys.readouterr().out.splitlines()
+    assert status == 1  # the token is missing
+    assert f"[ok] config: {config}" in out
+    assert "[FAIL] token: DISCORD_TOKEN is not set" in out
+    assert any(line.startswith("[ok] database:") and "schema version 1" in line for line in out)
+    assert any(line.startswith("[ok] model:") and "1024 positions" in line for line in out)
+    assert "[ok] device: cpu (torch.float32)" in out
+    assert db.exists()

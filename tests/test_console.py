@@ -1,0 +1,127 @@
+"""The console adapter, driven line by line over the real service, store and tiny GPT-2."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+
+import pytest
+
+from bot.console import CONSOLE_ACTOR, Console
+from bot.story import story_text
+
+
+@pytest.fixture
+def config(config):
+    return dataclasses.replace(
+        config, generation=dataclasses.replace(config.generation, max_new_tokens=8)
+    )
+
+
+async def lines(*items: str):
+    """What stdin_lines yields: one line at a time, newline included."""
+    for item in items:
+        yield item + "\n"
+
+
+async def run(service, *commands: str) -> str:
+    out = io.StringIO()
+    await Console(service, out=out).run(lines(*commands))
+    return out.getvalue()
+
+
+async def visible_turns(service):
+    story = await service.store.active_story(CONSOLE_ACTOR.channel_id)
+    return await service.store.turns(story.id)
+
+
+async def test_a_whole_session(service):
+    output = await run(
+        service,
+        "/write Once upon a time, a fox found a key.",
+        "",
+        "/continue The key opened a door.",
+        "/settings set temperature 0.5",
+        "/settings set temperature 9",
+        "/continue",
+        "/story",
+        "/frobnicate now",
+        "/quit",
+        "/write This line comes after /quit and must not run.",
+    )
+
+    printed = output.splitlines()
+    assert printed[0].startswith("storybot console")
+    assert "[opening] Once upon a time, a fox found a key." in printed
+    assert "[you] The key opened a door." in printed
+    assert "temperature (server) = 0.5" in printed
+    assert "! `9` is out of range; `temperature` takes a number from 0 to 1.5." in printed
+    assert "Unknown command '/frobnicate'. Type /help for the list." in printed
+    assert sum(line.startswith("[model] ") for line in printed) == 3
+
+    turns = await visible_turns(service)
+    assert [t.kind for t in turns] == ["opening", "model", "member", "model", "model"]
+    for turn in turns:  # each part was printed as it was written
+        assert turn.text.splitlines()[0] in output
+    assert f"[story] {story_text(turns)}" in output  # /story shows the whole story
+    assert turns[-1].settings["temperature"] == 0.5  # the setting took effect
+    assert turns[3].settings["temperature"] == 0.9
+    assert len(await service.store.stories(CONSOLE_ACTOR.channel_id)) == 1  # /quit stopped it
+
+
+async def test_refusals_are_one_line_and_the_session_goes_on(service):
+    output = await run(
+        service,
+        "/continue Anyone?",
+        "/write",
+        "/write mode=limerick There once was a bot",
+        "/settings set temprature 1",
+        '/settings set temperature "0.5',
+        "/settings frobnicate",
+        "/write mode=poem Roses in the rain",
+    )
+
+    printed = output.splitlines()
+    assert "! There is no story in this channel yet. Start one with `/write`." in printed
+    assert "! Give me something to start from: the prompt is empty." in printed
+    assert any(line.startswith("! There is no mode `limerick`") for line in printed)
+    assert any(line.startswith("! There is no setting `temprature`") for line in printed)
+    assert "! No closing quotation" in printed
+    assert any(line.startswith("Usage: /settings show") for line in printed)
+    assert "[opening] Roses in the rain" in printed  # still working after all that
+    assert (await service.show(CONSOLE_ACTOR)).story.mode == "poem"
+
+
+async def test_settings_show_set_for_a_channel_and_reset(service):
+    output = await run(
+        service,
+        "/settings set max_new_tokens 4 channel",
+        "/settings set temperature 0.25",
+        "/settings show",
+        "/settings reset temperature",
+        "/settings",
+    )
+
+    printed = output.splitlines()
+    assert "max_new_tokens (channel) = 4" in printed
+    assert "temperature (server) = 0.25" in printed
+    assert "  temperature = 0.25 (server)  a number from 0 to 1.5" in printed
+    assert "  max_new_tokens = 4 (channel)  a whole number from 1 to 400" in printed
+    assert "  user_rate = 5 (host)  a whole number from 1 to 30" in printed
+    assert "temperature (server) reset; now 0.9" in printed
+    assert "  temperature = 0.9 (mode)  a number from 0 to 1.5" in printed  # a bare /settings shows
+
+
+async def test_write_again_archives_and_says_so(service):
+    output = await run(service, "/write The first tale", "/write The second tale")
+
+    assert "(archived the previous story: 'The first tale')" in output.splitlines()
+    assert (await service.show(CONSOLE_ACTOR)).turns[0].text == "The second tale"
+
+
+async def test_help_lists_the_commands_and_input_can_just_end(service):
+    output = await run(service, "/help")  # no /quit: the end of input ends the session
+
+    for name in ("/write", "/continue", "/story", "/settings show", "/settings set", "/quit"):
+        assert name in output
+    assert "poem" in output  # the modes are listed

@@ -1,0 +1,253 @@
+"""The SQLite store on real files: migrations, durability settings, ordering, archive, settings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from importlib import resources
+
+import pytest
+
+from bot.store import SERVER_WIDE, NewTurn, Store, StoryGone, migrations
+
+GUILD, CHANNEL, OTHER_CHANNEL = 111, 222, 333
+ALICE, BOB = 1001, 1002
+
+
+def migration_files() -> list[str]:
+    return sorted(
+        e.name for e in resources.files("bot.migrations").iterdir() if e.name.endswith(".sql")
+    )
+
+
+@contextlib.contextmanager
+def raw(path) -> Iterator[sqlite3.Connection]:
+    """A second, plain connection to the same file, as another process would open it."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+async def test_migrations_from_empty_bring_the_schema_to_the_newest_version(tmp_path):
+    path = tmp_path / "fresh" / "nested" / "bot.db"  # folders are created as needed
+
+    store = await Store.open(path)
+    try:
+        version = await store.schema_version()
+    finally:
+        await store.close()
+
+    assert version == len(migration_files()) == len(migrations()) >= 1
+    with raw(path) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"stories", "turns", "settings", "settings_audit"} <= tables
+
+
+async def test_reopening_applies_nothing_twice_and_keeps_the_data(tmp_path):
+    path = tmp_path / "bot.db"
+    store = await Store.open(path)
+    story, _, _ = await store.start_story(GUILD, CHANNEL, "story", "Once upon a time", ALICE)
+    await store.append_turns(story.id, [NewTurn("model", None, "there was a cat.", {"t": 1})])
+    await store.set_setting(GUILD, SERVER_WIDE, "temperature", 0.5, ALICE)
+    version = await store.schema_version()
+    await store.close()
+
+    reopened = await Store.open(path)
+    try:
+        assert await reopened.schema_version() == version
+        assert await reopened.migrate() == version
+        active = await reopened.active_story(CHANNEL)
+        turns = await reopened.turns(active.id)
+        settings = await reopened.settings(GUILD, CHANNEL)
+    finally:
+        await reopened.close()
+
+    assert active == story
+    assert [(t.kind, t.text, t.settings) for t in turns] == [
+        ("opening", "Once upon a time", None),
+        ("model", "there was a cat.", {"t": 1}),
+    ]
+    assert settings == ({"temperature": 0.5}, {})
+
+
+async def test_the_file_is_in_wal_mode_with_full_synchronous_writes(store, config):
+    with raw(config.database.path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # persistent, per file
+    # synchronous is per connection: ask the store's own (the only writer).
+    async with store._db.execute("PRAGMA synchronous") as cursor:
+        assert (await cursor.fetchone())[0] == 2  # FULL
+    async with store._db.execute("PRAGMA foreign_keys") as cursor:
+        assert (await cursor.fetchone())[0] == 1
+
+
+async def test_turns_come_back_in_order_with_contiguous_positions(store):
+    story, opening, archived = await store.start_story(GUILD, CHANNEL, "poem", "First", ALICE)
+    first = await store.append_turns(story.id, [NewTurn("member", BOB, "Second")])
+    second = await store.append_turns(
+        story.id, [NewTurn("model", None, "Third"), NewTurn("member", ALICE, "Fourth")]
+    )
+
+    turns = await store.turns(story.id)
+
+    assert archived is None
+    assert story.mode == "poem" and story.active and story.title == "First"
+    assert [t.text for t in turns] == ["First", "Second", "Third", "Fourth"]
+    assert [t.position for t in turns] == [0, 1, 2, 3]
+    assert turns == [opening, *first, *second]
+    assert [t.author_id for t in turns] == [ALICE, BOB, None, ALICE]
+
+
+async def test_title_is_the_opening_on_one_line_and_short(store):
+    story, _, _ = await store.start_story(
+        GUILD, CHANNEL, "story", "A  long\n\nopening " * 30, ALICE
+    )
+
+    assert "\n" not in story.title and "  " not in story.title
+    assert len(story.title) == 100
+    assert story.title.startswith("A long opening A long")
+
+
+async def test_start_story_archives_the_channels_previous_story(store):
+    first, _, _ = await store.start_story(GUILD, CHANNEL, "story", "The first tale", ALICE)
+    elsewhere, _, _ = await store.start_story(GUILD, OTHER_CHANNEL, "story", "Next door", BOB)
+
+    second, _, archived = await store.start_story(GUILD, CHANNEL, "news", "The second tale", BOB)
+
+    assert archived is not None and archived.id == first.id and not archived.active
+    assert (await store.active_story(CHANNEL)).id == second.id
+    assert (await store.active_story(OTHER_CHANNEL)).id == elsewhere.id  # untouched
+    assert [(s.id, s.active) for s in await store.stories(CHANNEL)] == [
+        (second.id, True),
+        (first.id, False),
+    ]
+    assert not (await store.story(first.id)).active
+    assert [t.text for t in await store.turns(first.id)] == ["The first tale"]  # kept, not lost
+
+
+async def test_the_database_itself_allows_one_active_story_per_channel(store, config):
+    await store.start_story(GUILD, CHANNEL, "story", "Only one", ALICE)
+    insert = (
+        "INSERT INTO stories (guild_id, channel_id, title, mode, created_by, active)"
+        " VALUES (?, ?, 'x', 'story', ?, ?)"
+    )
+
+    with raw(config.database.path) as db:
+        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+            db.execute(insert, (GUILD, CHANNEL, ALICE, 1))
+        db.execute(insert, (GUILD, CHANNEL, ALICE, 0))  # archived ones may pile up
+        db.execute(insert, (GUILD, OTHER_CHANNEL, ALICE, 1))  # another channel is free
+
+    assert len(await store.stories(CHANNEL)) == 2
+
+
+async def test_appending_to_an_archived_story_fails_and_writes_nothing(store):
+    old, _, _ = await store.start_story(GUILD, CHANNEL, "story", "Old", ALICE)
+    await store.start_story(GUILD, CHANNEL, "story", "New", ALICE)
+
+    with pytest.raises(StoryGone):
+        await store.append_turns(old.id, [NewTurn("member", BOB, "late line")])
+    with pytest.raises(StoryGone):
+        await store.append_turns(9999, [NewTurn("member", BOB, "no such story")])
+
+    assert [t.text for t in await store.turns(old.id, include_deleted=True)] == ["Old"]
+
+
+async def test_soft_delete_hides_a_turn_but_keeps_it_in_the_record(store):
+    story, _, _ = await store.start_story(GUILD, CHANNEL, "story", "Start", ALICE)
+    _, model = await store.append_turns(
+        story.id, [NewTurn("member", BOB, "mine"), NewTurn("model", None, "yours")]
+    )
+
+    await store.delete_turn(model.id)
+
+    assert [t.text for t in await store.turns(story.id)] == ["Start", "mine"]
+    everything = await store.turns(story.id, include_deleted=True)
+    assert [(t.text, t.deleted) for t in everything] == [
+        ("Start", False),
+        ("mine", False),
+        ("yours", True),
+    ]
+    [after] = await store.append_turns(story.id, [NewTurn("model", None, "again")])
+    assert after.position == 3  # a deleted turn's position is never reused
+
+
+async def test_concurrent_appends_keep_unique_contiguous_positions(store):
+    story, _, _ = await store.start_story(GUILD, CHANNEL, "story", "Start", ALICE)
+
+    results = await asyncio.gather(
+        *(
+            store.append_turns(
+                story.id,
+                [NewTurn("member", ALICE + n, f"line {n}"), NewTurn("model", None, f"reply {n}")],
+            )
+            for n in range(20)
+        )
+    )
+
+    turns = await store.turns(story.id)
+    assert [t.position for t in turns] == list(range(41))
+    for member, model in results:  # each pair landed together, nothing between them
+        assert model.position == member.position + 1
+        assert member.text.removeprefix("line ") == model.text.removeprefix("reply ")
+
+
+async def test_settings_layer_server_and_channel_and_audit_every_change(store):
+    assert await store.settings(GUILD, CHANNEL) == ({}, {})
+
+    assert await store.set_setting(GUILD, SERVER_WIDE, "temperature", 0.5, ALICE) is None
+    assert await store.set_setting(GUILD, SERVER_WIDE, "temperature", 0.7, BOB) == 0.5
+    await store.set_setting(GUILD, CHANNEL, "max_new_tokens", 50, BOB)
+    await store.set_setting(GUILD + 1, SERVER_WIDE, "temperature", 1.2, BOB)
+
+    assert await store.settings(GUILD, CHANNEL) == ({"temperature": 0.7}, {"max_new_tokens": 50})
+    assert await store.settings(GUILD, OTHER_CHANNEL) == ({"temperature": 0.7}, {})
+    assert await store.settings(GUILD + 1, CHANNEL) == ({"temperature": 1.2}, {})
+
+    assert await store.set_setting(GUILD, CHANNEL, "max_new_tokens", None, ALICE) == 50  # reset
+    assert await store.settings(GUILD, CHANNEL) == ({"temperature": 0.7}, {})
+
+    audit = await store.audit(GUILD)
+    assert [(a.channel_id, a.key, a.old_value, a.new_value, a.changed_by) for a in audit] == [
+        (CHANNEL, "max_new_tokens", 50, None, ALICE),
+        (CHANNEL, "max_new_tokens", None, 50, BOB),
+        (SERVER_WIDE, "temperature", 0.5, 0.7, BOB),
+        (SERVER_WIDE, "temperature", None, 0.5, ALICE),
+    ]
+    assert all(a.guild_id == GUILD and a.changed_at for a in audit)
+    assert len(await store.audit(GUILD, limit=2)) == 2
+
+
+async def test_a_change_to_the_same_value_is_not_audited(store):
+    await store.set_setting(GUILD, SERVER_WIDE, "temperature", 0.5, ALICE)
+    assert await store.set_setting(GUILD, SERVER_WIDE, "temperature", 0.5, BOB) == 0.5
+    assert await store.set_setting(GUILD, CHANNEL, "top_p", None, BOB) is None  # never set
+    assert [(a.key, a.changed_by) for a in await store.audit(GUILD)] == [("temperature", ALICE)]
+
+
+async def test_a_failed_write_leaves_nothing_behind(store, config):
+    story, _, _ = await store.start_story(GUILD, CHANNEL, "story", "Start", ALICE)
+
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.append_turns(
+            story.id, [NewTurn("member", BOB, "fine"), NewTurn("bogus", BOB, "bad kind")]
+        )
+
+    assert [t.text for t in await store.turns(story.id)] == ["Start"]
+    [next_turn] = await store.append_turns(story.id, [NewTurn("member", BOB, "fine")])
+    assert next_turn.position == 1
+
+
+async def test_writes_are_visible_to_another_connection_at_once(store, config):
+    story, _, _ = await store.start_story(GUILD, CHANNEL, "story", "Committed", ALICE)
+    await store.append_turns(story.id, [NewTurn("model", None, "before it is shown")])
+
+    with raw(config.database.path) as db:
+        rows = db.execute(
+            "SELECT position, text FROM turns WHERE story_id = ? ORDER BY position", (story.id,)
+        ).fetchall()
+
+    assert rows == [(0, "Committed"), (1, "before it is shown")]
