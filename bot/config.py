@@ -70,6 +70,7 @@ class ModelConfig:
     dtype: str = "auto"
     attention: str = "sdpa"
     compile: bool = False
+    continuous_batching: bool = True
     max_batch_size: int = 16
     batch_wait_ms: int = 10
     max_queue: int = 64
@@ -206,6 +207,7 @@ def parse_config(data: Mapping[str, Any], token: str = "", source: Path | None =
         dtype=s.choice("dtype", d.dtype, DTYPES),
         attention=s.choice("attention", d.attention, ATTENTION),
         compile=s.flag("compile", d.compile),
+        continuous_batching=s.flag("continuous_batching", d.continuous_batching),
         max_batch_size=s.integer("max_batch_size", d.max_batch_size, 1, 256),
         batch_wait_ms=s.integer("batch_wait_ms", d.batch_wait_ms, 0, 1000),
         max_queue=s.integer("max_queue", d.max_queue, 1, 10_000),

@@ -327,3 +327,25 @@ async def test_compiled_decoding_gives_the_same_tokens_as_the_plain_path(
     finally:
         await compiled.close()
     assert [r.token_ids for r in fast] == [r.token_ids for r in plain]
+
+
+@pytest.mark.parametrize("continuous", [True, False])
+async def test_a_short_request_overtakes_a_long_one_only_with_continuous_batching(
+    config, tiny_loaded, continuous
+):
+    engine = await started(config, tiny_loaded, continuous_batching=continuous)
+    finished = []
+
+    async def run(name: str, new_tokens: int) -> None:
+        params = SamplingParams(temperature=0, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+        await engine.generate(GenerationRequest(ids(engine, name), params))
+        finished.append(name)
+
+    try:
+        long = asyncio.create_task(run("long", 300))
+        while engine.stats().active == 0:
+            await asyncio.sleep(0.001)
+        await asyncio.gather(long, run("short", 3))
+    finally:
+        await engine.close()
+    assert finished == (["short", "long"] if continuous else ["long", "short"])

@@ -228,7 +228,11 @@ class LocalEngine:
         loaded = self.loaded
         self._batch = batch = Batch(loaded.model, loaded.device)
         while True:
-            arrivals = self._take(room=self._batch_cap - len(batch), idle=not batch)
+            # Continuous batching admits new rows between steps; static batching only when empty.
+            room = (
+                self._batch_cap - len(batch) if self.config.continuous_batching or not batch else 0
+            )
+            arrivals = self._take(room=room, idle=not batch)
             if arrivals is None:
                 return
             for row in arrivals:
