@@ -110,3 +110,22 @@ def test_text_stream_holds_partial_characters_and_stop_string_starts():
     assert stream.advance("Hello 🙂 TH") == "🙂 "
     assert stream.advance("Hello 🙂 THE cat") == "THE cat"
     assert stream.finish("Hello 🙂 THE cat ") == " "
+
+
+@pytest.mark.parametrize("top_p", [1.0, 0.99])  # the plain path and the sorted, filtering path
+def test_sampled_tokens_follow_the_model_probabilities(top_p):
+    probs = torch.tensor([0.1, 0.5, 0.0, 0.4])
+    sampler = row(temperature=1.0, top_p=top_p, seed=3)
+    chooser = TokenChooser()
+    draws = [chooser.choose(probs.log().unsqueeze(0), [sampler])[0] for _ in range(4000)]
+    freq = torch.bincount(torch.tensor(draws), minlength=4).float() / len(draws)
+    assert freq[2] == 0
+    assert torch.allclose(freq, probs, atol=0.03), freq
+
+
+def test_an_unseeded_row_leaves_the_global_generator_alone():
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    row(temperature=1.0)
+    assert torch.equal(torch.rand(3), expected)

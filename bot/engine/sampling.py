@@ -45,20 +45,28 @@ class RowSampler:
         self.eos_id = eos_id
         self.generated = 0
         self.seen: set[int] = set(prompt_ids)
+        self._seen_ids: torch.Tensor | None = None  # self.seen as a tensor, rebuilt when it grows
         self.ngrams = NgramBan(params.no_repeat_ngram_size, prompt_ids)
-        seed = params.seed if params.seed is not None else int(torch.seed() % (2**63))
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator()
+        if params.seed is None:
+            self.generator.seed()  # a fresh random seed; torch's global generator is left alone
+        else:
+            self.generator.manual_seed(params.seed)
 
     def push(self, token: int) -> None:
         self.generated += 1
-        self.seen.add(token)
+        if token not in self.seen:
+            self.seen.add(token)
+            self._seen_ids = None
         self.ngrams.push(token)
 
     def adjust(self, logits: torch.Tensor) -> None:
         """Apply this row's penalties to its logits in place (a 1-D float32 tensor)."""
         p = self.params
         if p.repetition_penalty != 1.0 and self.seen:
-            idx = torch.tensor(sorted(self.seen), dtype=torch.long)
+            if self._seen_ids is None:
+                self._seen_ids = torch.tensor(sorted(self.seen), dtype=torch.long)
+            idx = self._seen_ids
             picked = logits[idx]
             logits[idx] = torch.where(
                 picked < 0, picked * p.repetition_penalty, picked / p.repetition_penalty
@@ -83,29 +91,36 @@ class TokenChooser:
         sampled = [i for i, row in enumerate(rows) if not row.params.greedy]
         if sampled:
             index = torch.tensor(sampled, dtype=torch.long)
-            probs = self._filtered_probs(logits[index], [rows[i].params for i in sampled])
-            for j, i in enumerate(sampled):
-                tokens[i] = torch.multinomial(probs[j], 1, generator=rows[i].generator)[0]
+            draws = torch.cat([torch.rand(1, generator=rows[i].generator) for i in sampled])
+            params = [rows[i].params for i in sampled]
+            tokens[index] = self._sample(logits[index], params, draws)
         return tokens.tolist()
 
     @staticmethod
-    def _filtered_probs(logits: torch.Tensor, params: Sequence[SamplingParams]) -> torch.Tensor:
-        """Temperature, then top-k and top-p, as probabilities; one sort for all rows."""
+    def _sample(logits: torch.Tensor, params: Sequence[SamplingParams], draws: torch.Tensor):
+        """Temperature, then top-k and top-p, then one token per row by inverse CDF.
+
+        ``draws`` holds one uniform number per row from the row's own generator, so a seeded row
+        samples the same token whatever else is in the batch. Rows that filter share one sort.
+        """
         temperature = torch.tensor([p.temperature for p in params]).unsqueeze(1)
-        logits = logits / temperature
+        vocab = logits.shape[-1]
+        order = None
         if any(p.top_k > 0 or p.top_p < 1.0 for p in params):
-            vocab = logits.shape[-1]
+            logits, order = logits.sort(dim=-1, descending=True)
+        probs = (logits / temperature).softmax(dim=-1)
+        if order is not None:
             top_k = torch.tensor([p.top_k if p.top_k > 0 else vocab for p in params]).unsqueeze(1)
             top_p = torch.tensor([p.top_p for p in params]).unsqueeze(1)
-            sorted_logits, order = logits.sort(dim=-1, descending=True)
             rank = torch.arange(vocab).unsqueeze(0)
-            sorted_probs = sorted_logits.softmax(dim=-1)
-            mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
+            mass_before = probs.cumsum(dim=-1) - probs
             drop = (rank >= top_k) | (mass_before > top_p)
             drop[:, 0] = False  # the most likely token always survives
-            sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-            logits = torch.full_like(logits, float("-inf")).scatter(1, order, sorted_logits)
-        return logits.softmax(dim=-1)
+            probs = probs.masked_fill(drop, 0.0)
+        cdf = probs.cumsum(dim=-1)
+        picked = torch.searchsorted(cdf, draws.unsqueeze(1) * cdf[:, -1:], right=True)
+        picked = picked.clamp_max(vocab - 1)
+        return (picked if order is None else order.gather(1, picked)).squeeze(1)
 
 
 class StopRule:

@@ -1,0 +1,372 @@
+"""Throughput of the batching ``LocalEngine`` against one ``model.generate`` at a time.
+
+Usage::
+
+    HF_HUB_OFFLINE=1 python -m bench.throughput [--json PATH] [--requests 16] [--new-tokens 64]
+        [--prompt-tokens 100] [--max-batch-size N] [--threads N] [--stagger 0.5]
+        [--device auto|cpu|cuda] [--dtype auto|float32|float16|bfloat16] [--tiny]
+        [--static] [--compile] [--attention sdpa|eager]
+
+A random GPT-2 of the real 124M shape (``--tiny``: 2 layers, 2 heads, 64 wide, for a quick smoke
+run) is built once around the real GPT-2 tokenizer into a temporary directory and loaded through
+the production loader, ``bot.engine.loader.load_model``. Both sides then serve the same requests:
+prompts of English-like sentences cut to exactly ``--prompt-tokens`` tokens, different for every
+request, each asking for exactly ``--new-tokens`` tokens (min = max, so every row does the same
+work) with the same sampling settings, arriving at seeded random moments spread over
+``--stagger`` seconds.
+
+- **baseline**: the naive way, one Hugging Face ``model.generate`` per request, run one after
+  another on a single-thread executor; each request's coroutine awaits its own future.
+- **ours**: ``LocalEngine.generate`` for each request, as concurrent tasks started at their
+  arrival times, decoded together by continuous batching (``--static``: a request that arrives
+  while a batch is running waits for the whole batch to finish, for comparison).
+
+Each side is warmed up once with a short request before it is timed, so one-time costs (first
+kernel calls, allocator growth) are not counted. For each side the benchmark prints wall time,
+generated tokens per second, p50/p95 latency from arrival to result, and the event loop's lag (p99
+and max), measured by a heartbeat that sleeps 10 ms in a loop and records how late it wakes. It
+checks that both sides generated the same number of tokens; the last line is ``speedup=X.XX``,
+ours tokens/s over baseline tokens/s. ``--json PATH`` writes the same figures with the settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import math
+import random
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+from bot.config import ATTENTION, DEVICES, DTYPES, ModelConfig
+from bot.engine import GenerationRequest, LocalEngine, SamplingParams
+from bot.engine.loader import LoadedModel, load_model
+from tests.tinymodel import build_model
+
+TINY_SHAPE = {"n_layer": 2, "n_head": 2, "n_embd": 64}
+GPT2_SHAPE = {"n_layer": 12, "n_head": 12, "n_embd": 768}  # GPT2Config() defaults: 124M
+TEMPERATURE = 0.9
+TOP_P = 0.95
+HEARTBEAT_S = 0.010
+WARMUP_TOKENS = 4
+SEED = 1234
+NO_TIMEOUT_S = 24 * 3600.0  # a slow run should report its figures, not time its requests out
+
+# One request in (its prompt and sampling settings), the number of tokens it generated out.
+Submit = Callable[[tuple[int, ...], SamplingParams], Awaitable[int]]
+
+_SUBJECTS = (
+    "The old lighthouse keeper", "A girl with a paper lantern", "The captain of the night ferry",
+    "My grandmother", "A tired knight", "The baker on Elm Street", "Two foxes", "The last dragon",
+    "A young wizard", "The mayor's cat", "A stranger in a grey coat", "The village choir",
+)  # fmt: skip
+_VERBS = (
+    "walked slowly towards", "whispered a secret about", "could not stop thinking about",
+    "painted a picture of", "argued all night over", "went looking for", "wrote a long letter to",
+    "was afraid of", "laughed at", "carefully hid", "dreamed about", "sang a quiet song to",
+)  # fmt: skip
+_OBJECTS = (
+    "the silver key", "the frozen river", "an empty castle", "the smallest star in the sky",
+    "a map without names", "the broken clock", "a field of sunflowers", "the king's lost boots",
+    "a boat made of glass", "the door at the end of the hall", "an army of snails", "the moon",
+)  # fmt: skip
+_ENDINGS = (
+    "before the sun came up.", "while the rain kept falling.", "and nobody ever found out why.",
+    "because the wind told them to.", "as the bells rang out over the town.", "in the middle of winter.",
+    "without saying a single word.", "until the candles burned down.", "just as the storm began.",
+    "and then everything changed.", "long after midnight.", "for the very last time.",
+)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """The requests both sides serve: prompts, arrival offsets in seconds, sampling settings."""
+
+    prompts: tuple[tuple[int, ...], ...]
+    arrivals: tuple[float, ...]
+    params: SamplingParams
+
+    async def warm_up(self, submit: Submit) -> None:
+        """Send one short request, so that one-time costs are not timed."""
+        params = dataclasses.replace(
+            self.params, min_new_tokens=WARMUP_TOKENS, max_new_tokens=WARMUP_TOKENS
+        )
+        await submit(self.prompts[0][:8], params)
+
+
+@dataclasses.dataclass(frozen=True)
+class SideResult:
+    """What one side achieved on the workload."""
+
+    wall_s: float
+    tokens: int
+    tokens_per_s: float
+    latency_p50_s: float
+    latency_p95_s: float
+    loop_lag_p99_ms: float
+    loop_lag_max_ms: float
+
+    def line(self, name: str) -> str:
+        """The figures on one line, labelled ``name``."""
+        return (
+            f"{name:<8} wall {self.wall_s:7.2f} s | {self.tokens_per_s:7.1f} tokens/s | "
+            f"latency p50 {self.latency_p50_s:6.2f} s p95 {self.latency_p95_s:6.2f} s | "
+            f"loop lag p99 {self.loop_lag_p99_ms:6.1f} ms max {self.loop_lag_max_ms:6.1f} ms"
+        )
+
+
+# -- the workload -----------------------------------------------------------------------------
+
+
+def story_text(rng: random.Random, sentences: int) -> str:
+    """Some English-like sentences, picked at random from small phrase lists."""
+    return " ".join(
+        f"{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)} {rng.choice(_ENDINGS)}"
+        for _ in range(sentences)
+    )
+
+
+def make_prompts(tokenizer, count: int, length: int, rng: random.Random) -> list[tuple[int, ...]]:
+    """``count`` different prompts of exactly ``length`` tokens each."""
+    sentences = length // 9 + 1  # every sentence has at least nine words, so as many tokens
+    return [tuple(tokenizer.encode(story_text(rng, sentences))[:length]) for _ in range(count)]
+
+
+def make_workload(tokenizer, args: argparse.Namespace) -> Workload:
+    """The seeded request set for this run."""
+    rng = random.Random(SEED)
+    prompts = make_prompts(tokenizer, args.requests, args.prompt_tokens, rng)
+    arrivals = sorted(rng.uniform(0, args.stagger) for _ in range(args.requests))
+    params = SamplingParams(
+        temperature=TEMPERATURE,
+        top_p=TOP_P,
+        min_new_tokens=args.new_tokens,
+        max_new_tokens=args.new_tokens,
+    )
+    return Workload(tuple(prompts), tuple(arrivals), params)
+
+
+# -- measuring --------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q``-th percentile of ``values``."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+async def _heartbeat(lags: list[float]) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        before = loop.time()
+        await asyncio.sleep(HEARTBEAT_S)
+        lags.append(loop.time() - before - HEARTBEAT_S)
+
+
+@contextlib.asynccontextmanager
+async def loop_lag() -> AsyncIterator[list[float]]:
+    """Record, in seconds, how late a 10 ms sleep wakes up, for as long as the block runs."""
+    lags: list[float] = []
+    task = asyncio.create_task(_heartbeat(lags))
+    try:
+        yield lags
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def run_side(submit: Submit, workload: Workload) -> SideResult:
+    """Send every request at its arrival time through ``submit`` and measure the whole run."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+
+    async def one(prompt: tuple[int, ...], offset: float) -> tuple[float, int]:
+        await asyncio.sleep(offset)
+        tokens = await submit(prompt, workload.params)
+        return loop.time() - (start + offset), tokens
+
+    async with loop_lag() as lags:
+        done = await asyncio.gather(
+            *(one(p, t) for p, t in zip(workload.prompts, workload.arrivals, strict=True))
+        )
+    wall = loop.time() - start
+    latencies = [latency for latency, _ in done]
+    tokens = sum(count for _, count in done)
+    return SideResult(
+        wall_s=wall,
+        tokens=tokens,
+        tokens_per_s=tokens / wall,
+        latency_p50_s=percentile(latencies, 50),
+        latency_p95_s=percentile(latencies, 95),
+        loop_lag_p99_ms=percentile(lags or [0.0], 99) * 1000,
+        loop_lag_max_ms=max(lags or [0.0]) * 1000,
+    )
+
+
+# -- the two sides ----------------------------------------------------------------------------
+
+
+def hf_generate(loaded: LoadedModel, prompt: tuple[int, ...], params: SamplingParams) -> int:
+    """One Hugging Face ``generate`` call with ``params``; returns how many tokens it added."""
+    input_ids = torch.tensor([prompt], device=loaded.device)
+    with torch.inference_mode():
+        output = loaded.model.generate(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            do_sample=True,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=params.top_k,
+            min_new_tokens=params.min_new_tokens,
+            max_new_tokens=params.max_new_tokens,
+            pad_token_id=loaded.eos_id,
+        )
+    return output.shape[1] - input_ids.shape[1]
+
+
+async def run_baseline(loaded: LoadedModel, workload: Workload) -> SideResult:
+    """One ``generate`` per request, in arrival order, on a single-thread executor."""
+    loop = asyncio.get_running_loop()
+    with ThreadPoolExecutor(1, thread_name_prefix="bench-baseline") as executor:
+
+        def submit(prompt: tuple[int, ...], params: SamplingParams) -> asyncio.Future[int]:
+            return loop.run_in_executor(executor, hf_generate, loaded, prompt, params)
+
+        await workload.warm_up(submit)
+        return await run_side(submit, workload)
+
+
+async def run_engine(loaded: LoadedModel, config: ModelConfig, workload: Workload) -> SideResult:
+    """Every request through ``LocalEngine.generate``, batched by the engine."""
+    engine = LocalEngine(config, loaded=loaded)
+    await engine.start()
+    try:
+
+        async def submit(prompt: tuple[int, ...], params: SamplingParams) -> int:
+            result = await engine.generate(GenerationRequest(prompt, params))
+            return len(result.token_ids)
+
+        await workload.warm_up(submit)
+        return await run_side(submit, workload)
+    finally:
+        await engine.close()
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command-line options."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.throughput",
+        description="Compare LocalEngine's batching with one model.generate at a time.",
+    )
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="default: %(default)s")
+    parser.add_argument("--dtype", choices=DTYPES, default="auto", help="default: %(default)s")
+    parser.add_argument("--requests", type=int, default=16, help="default: %(default)s")
+    parser.add_argument("--new-tokens", type=int, default=64, help="per request; default: 64")
+    parser.add_argument("--prompt-tokens", type=int, default=100, help="per request; default: 100")
+    parser.add_argument("--max-batch-size", type=int, help="the engine's; default: --requests")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads; default: torch's")
+    parser.add_argument(
+        "--stagger", type=float, default=0.5, help="arrival spread, s; default: 0.5"
+    )
+    parser.add_argument("--tiny", action="store_true", help="a 2-layer model, for a smoke run")
+    parser.add_argument(
+        "--static", action="store_true", help="ours without continuous batching, for comparison"
+    )
+    parser.add_argument("--compile", action="store_true", help="ours with torch.compile")
+    parser.add_argument("--attention", choices=ATTENTION, default="sdpa", help="default: sdpa")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
+    args = parser.parse_args(argv)
+    for name in ("requests", "new_tokens", "prompt_tokens", "max_batch_size", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if args.stagger < 0:
+        parser.error(f"--stagger must not be negative, got {args.stagger}")
+    if args.max_batch_size is None:
+        args.max_batch_size = args.requests
+    return args
+
+
+def settings(args: argparse.Namespace, loaded: LoadedModel) -> dict[str, object]:
+    """What this run measured, for the report and the JSON file."""
+    return {
+        "model": "tiny" if args.tiny else "gpt2-124M",
+        "requests": args.requests,
+        "prompt_tokens": args.prompt_tokens,
+        "new_tokens": args.new_tokens,
+        "max_batch_size": args.max_batch_size,
+        "batching": "static" if args.static else "continuous",
+        "compile": args.compile,
+        "attention": args.attention,
+        "stagger_s": args.stagger,
+        "temperature": TEMPERATURE,
+        "top_p": TOP_P,
+        "seed": SEED,
+        "device": str(loaded.device),
+        "dtype": str(loaded.dtype).removeprefix("torch."),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+
+
+async def benchmark(args: argparse.Namespace, model_dir: Path) -> dict[str, object]:
+    """Load the model once, run both sides on the same workload and print the figures."""
+    loaded = load_model(str(model_dir), args.device, args.dtype, args.attention)
+    workload = make_workload(loaded.tokenizer, args)
+    config = ModelConfig(
+        name=str(model_dir),
+        device=args.device,
+        dtype=args.dtype,
+        attention=args.attention,
+        compile=args.compile,
+        continuous_batching=not args.static,
+        max_batch_size=args.max_batch_size,
+        max_queue=max(ModelConfig.max_queue, args.requests),
+        request_timeout_s=NO_TIMEOUT_S,
+    )
+    report = settings(args, loaded)
+    print(" ".join(f"{key}={value}" for key, value in report.items()), flush=True)
+
+    baseline = await run_baseline(loaded, workload)
+    print(baseline.line("baseline"), flush=True)
+    ours = await run_engine(loaded, config, workload)
+    print(ours.line("ours"), flush=True)
+
+    assert baseline.tokens == ours.tokens, f"baseline {baseline.tokens} != ours {ours.tokens}"
+    print(f"generated tokens: {ours.tokens} on each side")
+    speedup = ours.tokens_per_s / baseline.tokens_per_s
+    return report | {
+        "baseline": dataclasses.asdict(baseline),
+        "ours": dataclasses.asdict(ours),
+        "generated_tokens": ours.tokens,
+        "speedup": speedup,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Build the model into a temporary directory, run the benchmark, report."""
+    args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="storybot-bench-") as tmp:
+        model_dir = build_model(Path(tmp), seed=SEED, **(TINY_SHAPE if args.tiny else GPT2_SHAPE))
+        report = asyncio.run(benchmark(args, model_dir))
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"speedup={report['speedup']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""The throughput benchmark still runs end to end (on the tiny model; no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_benchmark_runs_both_sides_and_reports_the_ratio(tmp_path):
+    report = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.throughput", "--tiny", "--requests", "3", "--new-tokens", "4",
+         "--prompt-tokens", "20", "--stagger", "0.05", "--threads", "1", "--json", str(report)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env=os.environ | {"HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(r"speedup=\d+\.\d\d", done.stdout.strip().splitlines()[-1])
+    figures = json.loads(report.read_text())
+    assert figures["baseline"]["tokens"] == figures["ours"]["tokens"] == 3 * 4
+    for side in ("baseline", "ours"):
+        assert figures[side]["wall_s"] > 0 and figures[side]["latency_p95_s"] > 0
