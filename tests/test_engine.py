@@ -349,3 +349,27 @@ async def test_a_short_request_overtakes_a_long_one_only_with_continuous_batchin
     finally:
         await engine.close()
     assert finished == (["short", "long"] if continuous else ["long", "short"])
+
+
+async def test_a_crash_while_admitting_fails_those_requests_instead_of_losing_them(
+    engine, monkeypatch
+):
+    real_prefill = Batch.prefill
+    crashes = 1
+
+    def prefill_then_crash(self, context):
+        nonlocal crashes
+        if crashes:
+            crashes -= 1
+            raise RuntimeError("a CUDA error")
+        return real_prefill(self, context)
+
+    monkeypatch.setattr(Batch, "prefill", prefill_then_crash)
+    requests = [GenerationRequest(ids(engine, p), GREEDY) for p in ("One", "Two", "Three")]
+    results = await asyncio.wait_for(
+        asyncio.gather(*(engine.generate(r) for r in requests), return_exceptions=True), timeout=10
+    )
+    failed = [r for r in results if isinstance(r, EngineUnavailable)]
+    assert failed and len({id(e) for e in failed}) == len(failed)  # one error object each
+    assert all(isinstance(r, EngineUnavailable) or r.token_ids for r in results)
+    assert len((await engine.generate(requests[0])).token_ids) == GREEDY.max_new_tokens

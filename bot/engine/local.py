@@ -36,6 +36,8 @@ from bot.engine.types import (
 
 log = logging.getLogger(__name__)
 
+DEADLINE_GRACE_S = 5.0
+
 
 class _Pending:
     """The event loop's side of one request: its future and, when streaming, its delta callback."""
@@ -103,6 +105,7 @@ class LocalEngine:
         self._thread: threading.Thread | None = None
         self._batch: Batch | None = None
         self._resume: list[Row] = []
+        self._admitting: list[Row | _Pending] = []  # taken from the queue, not yet in the batch
         self._chooser = TokenChooser()
         self._batch_cap = config.max_batch_size
         self._good_steps = 0
@@ -132,7 +135,7 @@ class LocalEngine:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
             self._thread = None
-        self._fail_everything(EngineUnavailable("the engine was closed"))
+        self._fail_everything(lambda: EngineUnavailable("the engine was closed"))
 
     @property
     def loaded(self) -> LoadedModel:
@@ -169,8 +172,13 @@ class LocalEngine:
         decoded (never a split character); the pieces add up to the result's text.
         """
         pending = self._submit(request, on_delta)
+        # The worker ends a row at its deadline; the grace is a backstop should the worker fail to.
+        wait = pending.deadline - time.monotonic() + DEADLINE_GRACE_S
         try:
-            return await asyncio.shield(pending.future)
+            return await asyncio.wait_for(asyncio.shield(pending.future), max(0.0, wait))
+        except TimeoutError:
+            pending.cancelled = True
+            raise GenerationTimeout("no result by the deadline") from None
         except asyncio.CancelledError:
             pending.cancelled = True
             raise
@@ -219,7 +227,7 @@ class LocalEngine:
         except Exception:
             log.exception("the engine worker stopped unexpectedly; starting a new one")
             self.restarts += 1
-            self._fail_everything(EngineUnavailable("the engine worker stopped"))
+            self._fail_everything(lambda: EngineUnavailable("the engine worker stopped"))
             with self._cond:
                 if not self._closing:
                     self._start_worker()
@@ -235,8 +243,10 @@ class LocalEngine:
             arrivals = self._take(room=room, idle=not batch)
             if arrivals is None:
                 return
-            for row in arrivals:
-                self._admit(batch, row)
+            self._admitting = arrivals
+            while self._admitting:
+                self._admit(batch, self._admitting[0])
+                self._admitting.pop(0)
             if not batch:
                 continue
             self._drop_abandoned(batch)
@@ -393,14 +403,19 @@ class LocalEngine:
         self.failed += 1
         pending.finish(error=error)
 
-    def _fail_everything(self, error: EngineError) -> None:
-        """Fail every request in the batch, waiting for re-admission, or queued."""
+    def _fail_everything(self, error: Callable[[], EngineError]) -> None:
+        """Fail every request the engine holds: decoding, being admitted, evicted or queued.
+
+        ``error`` makes a fresh exception for each request, so no two callers share one.
+        """
         rows = (self._batch.clear() if self._batch else []) + self._resume
-        self._resume = []
+        admitting, self._admitting, self._resume = self._admitting, [], []
         with self._cond:
             queued, self._queue = list(self._queue), collections.deque()
-        for pending in [r.pending for r in rows] + queued:
-            self._fail(pending, error)
+        waiting = [r.pending for r in rows]
+        waiting += [a if isinstance(a, _Pending) else a.pending for a in admitting]
+        for pending in waiting + queued:
+            self._fail(pending, error())
 
     @staticmethod
     def _release_memory() -> None:
