@@ -19,39 +19,44 @@ NO_TOKEN = f"""{TOKEN_ENV} is not set.
 Create an application and bot at https://discord.com/developers/applications, copy the bot's token,
 then start storybot with it in the environment:
 
-    {TOKEN_ENV}=your-bot-token storybot run --config config.toml
+    {TOKEN_ENV}=your-bot-token storybot --config config.toml run
 
 (The token is read from the environment only, never from the config file.)"""
 
 
 def build_parser() -> argparse.ArgumentParser:
+    config_help = f"TOML config file (default: ${CONFIG_ENV}, else built-in defaults)"
     parser = argparse.ArgumentParser(prog="storybot", description=__doc__)
-    parser.add_argument(
-        "--config", help=f"TOML config file (default: ${CONFIG_ENV}, else built-in defaults)"
-    )
+    parser.add_argument("--config", help=config_help)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    # The same options after the command too; SUPPRESS keeps one given before it.
+    shared = argparse.ArgumentParser(add_help=False)
+    shared.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
+    shared.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug details"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    commands.add_parser("run", help="connect to Discord and serve (needs DISCORD_TOKEN)")
-    sync = commands.add_parser("sync", help="register the slash commands with Discord")
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=text, parents=[shared])
+
+    command("run", "connect to Discord and serve (needs DISCORD_TOKEN)")
+    sync = command("sync", "register the slash commands with Discord")
     sync.add_argument(
         "--guild", type=int, action="append", default=[], help="sync to this server only"
     )
-
-    for name, text in (
-        ("console", "a local REPL with the same commands, no Discord needed"),
-        ("generate", "continue one prompt and print the result"),
-        ("check", "diagnose the set-up: config, token, database, model, device"),
-    ):
-        sub = commands.add_parser(name, help=text)
-        sub.add_argument("--model", help="model hub id or local directory (overrides the config)")
-        if name == "console":
-            sub.add_argument("--db", help="SQLite file (overrides the config)")
-    generate = commands.choices["generate"]
+    model_help = "model hub id or local directory (overrides the config)"
+    console = command("console", "a local REPL with the same commands, no Discord needed")
+    console.add_argument("--model", help=model_help)
+    console.add_argument("--db", help="SQLite file (overrides the config)")
+    generate = command("generate", "continue one prompt and print the result")
+    generate.add_argument("--model", help=model_help)
     generate.add_argument("prompt")
-    generate.add_argument("--max-new-tokens", type=int, default=None)
-    generate.add_argument("--temperature", type=float, default=None)
+    generate.add_argument("--max-new-tokens", type=int, default=None, help="1 to 1000")
+    generate.add_argument("--temperature", type=float, default=None, help="0 (greedy) or more")
     generate.add_argument("--seed", type=int, default=None)
+    check = command("check", "diagnose the set-up: config, token, database, model, device")
+    check.add_argument("--model", help=model_help)
     return parser
 
 
@@ -112,7 +117,14 @@ async def sync(config: Config, args) -> int:
     from bot.app import create_bot
 
     async with create_bot(config, serve=False) as bot:
-        await bot.login(config.token.reveal())
+        try:
+            await bot.login(config.token.reveal())
+        except discord.LoginFailure:
+            print(
+                f"Discord refused the token in {TOKEN_ENV}: check it and try again.",
+                file=sys.stderr,
+            )
+            return 2
         if args.guild:
             for guild_id in args.guild:
                 guild = discord.Object(guild_id)
@@ -138,16 +150,23 @@ async def console(config: Config, args) -> int:
 async def generate(config: Config, args) -> int:
     from bot.engine import GenerationRequest, LocalEngine, SamplingParams
 
+    if not args.prompt.strip():
+        print("storybot generate: the prompt is empty", file=sys.stderr)
+        return 2
     g = config.generation
-    params = SamplingParams(
-        temperature=g.temperature if args.temperature is None else args.temperature,
-        top_p=g.top_p,
-        top_k=g.top_k,
-        repetition_penalty=g.repetition_penalty,
-        no_repeat_ngram_size=g.no_repeat_ngram_size,
-        max_new_tokens=args.max_new_tokens or g.max_new_tokens,
-        seed=args.seed,
-    )
+    try:
+        params = SamplingParams(
+            temperature=g.temperature if args.temperature is None else args.temperature,
+            top_p=g.top_p,
+            top_k=g.top_k,
+            repetition_penalty=g.repetition_penalty,
+            no_repeat_ngram_size=g.no_repeat_ngram_size,
+            max_new_tokens=g.max_new_tokens if args.max_new_tokens is None else args.max_new_tokens,
+            seed=args.seed,
+        )
+    except ValueError as error:
+        print(f"storybot generate: {error}", file=sys.stderr)
+        return 2
     engine = LocalEngine(config.model)
     await engine.start()
     try:
@@ -160,7 +179,7 @@ async def generate(config: Config, args) -> int:
 
 
 async def check(config: Config, args) -> int:
-    """Each check prints one line; the exit status is the number of failures."""
+    """Each check prints one line; the exit status is 1 if any failed."""
     failures = 0
 
     def report(ok: bool, what: str, detail: str) -> None:
@@ -177,14 +196,17 @@ async def check(config: Config, args) -> int:
 
     from bot.store import Store
 
+    store = None
     try:
         store = await Store.open(config.database.path)
         version = await store.schema_version()
         await store.check_writable()
-        await store.close()
         report(True, "database", f"{config.database.path} is writable (schema version {version})")
     except Exception as error:
         report(False, "database", f"{config.database.path}: {error}")
+    finally:
+        if store is not None:
+            await store.close()
 
     from bot.engine.loader import load_model
 

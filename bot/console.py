@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import shlex
 import sys
+import threading
 from collections.abc import Callable
 from typing import TextIO
 
@@ -125,12 +126,30 @@ class Console:
 
 
 async def stdin_lines(stream: TextIO = sys.stdin, prompt: str = "> "):
-    """Lines from ``stream`` read in a thread, so the event loop keeps running meanwhile."""
+    """Lines from ``stream``, read by a daemon thread so the event loop runs meanwhile.
+
+    A daemon thread (not the default executor) so that Ctrl-C ends the console at once instead
+    of waiting for a line that may never come.
+    """
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
     interactive = stream.isatty()
+
+    def read() -> None:
+        while True:
+            line = stream.readline()
+            try:
+                asyncio.run_coroutine_threadsafe(lines.put(line), loop).result()
+            except RuntimeError:  # the console has closed its loop: nobody is reading
+                return
+            if not line:
+                return
+
+    threading.Thread(target=read, name="storybot-stdin", daemon=True).start()
     while True:
         if interactive:
             print(prompt, end="", flush=True)
-        line = await asyncio.to_thread(stream.readline)
+        line = await lines.get()
         if not line:
             return
         yield line

@@ -6,6 +6,7 @@ here, and turn the plain result or :class:`~bot.errors.StoryError` back into som
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable
@@ -144,11 +145,13 @@ class StoryService:
         if text:
             self._check_text("text", text)
         story = await self._active(actor)
-        chosen = self.mode(story.mode)
-        settings = await self._settings(actor, chosen)
+        settings = await self._settings(actor, self.mode(story.mode))
 
         async def body(deadline: float) -> Written:
-            current = await self._active(actor)  # a /write may have replaced it meanwhile
+            # A /write may have replaced the story, or a moderator the settings, meanwhile.
+            current = await self._active(actor)
+            chosen = self.mode(current.mode)
+            settings = await self._settings(actor, chosen)
             added = []
             if text:
                 added = await self.store.append_turns(
@@ -196,7 +199,7 @@ class StoryService:
     async def settings(self, actor: Actor, mode: str | None = None) -> SettingsView:
         """The settings in force in the actor's channel; moderators only."""
         self._require_moderator(actor)
-        resolved = await self._settings(actor, self.mode(mode))
+        resolved = await self._settings(actor, await self._mode_here(actor, mode))
         return SettingsView(resolved, self.specs, actor.channel_id)
 
     async def set_setting(
@@ -210,7 +213,7 @@ class StoryService:
         new = None if value is None else spec.parse(value)
         channel = SERVER_WIDE if scope == "server" else actor.channel_id
         old = await self.store.set_setting(actor.guild_id, channel, spec.key, new, actor.user_id)
-        resolved = await self._settings(actor, self.mode(None))
+        resolved = await self._settings(actor, await self._mode_here(actor))
         log.info(
             "guild %s: %s set %s (%s) from %r to %r",
             actor.guild_id, actor.user_id, spec.key, scope, old, new,
@@ -226,6 +229,13 @@ class StoryService:
         limit = self.config.caps.max_prompt_tokens
         if tokens > limit:
             raise TextTooLong(what, tokens, limit)
+
+    async def _mode_here(self, actor: Actor, name: str | None = None) -> Mode:
+        """The named mode, else the mode of the channel's story, else the default."""
+        if name is None:
+            story = await self.store.active_story(actor.channel_id)
+            name = story.mode if story else None
+        return self.mode(name)
 
     async def _active(self, actor: Actor) -> Story:
         story = await self.store.active_story(actor.channel_id)
@@ -271,7 +281,8 @@ class StoryService:
         model writes it.
         """
         host = self.config.generation
-        max_new = int(settings["max_new_tokens"])
+        # Leave the story at least half the model's window, whatever the settings ask for.
+        max_new = min(int(settings["max_new_tokens"]), self.engine.n_positions // 2)
         params = SamplingParams(
             temperature=float(settings["temperature"]),
             top_p=float(settings["top_p"]),
@@ -291,11 +302,13 @@ class StoryService:
         try:
             result = await self.engine.generate(request, on_progress)
         except EngineError as error:
-            if saved:
-                error.user_message += (
-                    f" Your {saved} is saved: use `/continue` to have me try again."
-                )
-            raise
+            if not saved:
+                raise
+            noted = copy.copy(error)  # the engine's error is not ours to change
+            noted.user_message = (
+                f"{error.user_message} Your {saved} is saved: use `/continue` to have me try again."
+            )
+            raise noted from error
         text = clean_output(result.text, mode, finished=result.finish_reason != "length")
         if not text:
             text = "…"

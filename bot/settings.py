@@ -32,18 +32,19 @@ class SettingSpec:
     def parse(self, raw: str | float) -> float | int:
         """Turn a typed-in value into a number in range, or explain what is allowed."""
         allowed = f"`{self.key}` takes {self.range_text()}"
+        shown = _quoted(raw)
         try:
             value = float(raw)
         except (TypeError, ValueError):
-            raise InvalidSetting(f"`{raw}` is not a number; {allowed}.") from None
+            raise InvalidSetting(f"{shown} is not a number; {allowed}.") from None
         if not math.isfinite(value):
-            raise InvalidSetting(f"`{raw}` is not a number; {allowed}.")
+            raise InvalidSetting(f"{shown} is not a number; {allowed}.")
         if self.integer:
             if not value.is_integer():
-                raise InvalidSetting(f"`{raw}` is not a whole number; {allowed}.")
+                raise InvalidSetting(f"{shown} is not a whole number; {allowed}.")
             value = int(value)
         if not self.minimum <= value <= self.maximum:
-            raise InvalidSetting(f"`{raw}` is out of range; {allowed}.")
+            raise InvalidSetting(f"{shown} is out of range; {allowed}.")
         return value
 
     def clamp(self, value: Any) -> float | int:
@@ -91,7 +92,11 @@ def resolve(
     channel: Mapping[str, Any],
 ) -> Resolved:
     """Layer channel over server over mode over host defaults."""
-    mode_defaults = {"temperature": mode.temperature, "top_p": mode.top_p}
+    mode_defaults = {
+        key: value
+        for key, value in (("temperature", mode.temperature), ("top_p", mode.top_p))
+        if value is not None
+    }
     values: dict[str, float | int] = {}
     origins: dict[str, Origin] = {}
     for key, spec in specs.items():
@@ -102,6 +107,12 @@ def resolve(
         else:
             values[key], origins[key] = spec.clamp(getattr(host, key)), "host"
     return Resolved(values, origins)
+
+
+def _quoted(raw: object, limit: int = 20) -> str:
+    """A typed-in value, short and inert, to quote back in a message."""
+    text = str(raw).replace("`", "'")
+    return f"`{text[:limit]}…`" if len(text) > limit else f"`{text}`"
 
 
 def _num(value: float) -> str:

@@ -85,15 +85,19 @@ class Store:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(str(path), isolation_level=None)
         db.row_factory = aiosqlite.Row
-        for pragma in (
-            "journal_mode = WAL",
-            "synchronous = FULL",
-            "foreign_keys = ON",
-            "busy_timeout = 5000",
-        ):
-            await db.execute(f"PRAGMA {pragma}")
         store = cls(db)
-        await store.migrate()
+        try:
+            for pragma in (
+                "journal_mode = WAL",
+                "synchronous = FULL",
+                "foreign_keys = ON",
+                "busy_timeout = 5000",
+            ):
+                await db.execute(f"PRAGMA {pragma}")
+            await store.migrate()
+        except BaseException:
+            await db.close()  # its thread would otherwise keep the process alive
+            raise
         return store
 
     async def close(self) -> None:
@@ -104,13 +108,21 @@ class Store:
     async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
         """An explicit write transaction, committed on success and rolled back on error."""
         async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
             try:
+                await self._db.execute("BEGIN IMMEDIATE")
                 yield self._db
+                await self._db.execute("COMMIT")
             except BaseException:
-                await self._db.execute("ROLLBACK")
+                await asyncio.shield(self._roll_back())
                 raise
-            await self._db.execute("COMMIT")
+
+    async def _roll_back(self) -> None:
+        """End the open transaction, if any, so the single writer connection stays usable."""
+        # A cancelled BEGIN still runs in the connection's thread; statements run in order,
+        # so once this no-op is through, in_transaction tells the truth.
+        await self._db.execute("SELECT 1")
+        if self._db.in_transaction:
+            await self._db.execute("ROLLBACK")
 
     async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         async with self._lock, self._db.execute(sql, params) as cursor:

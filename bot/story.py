@@ -51,15 +51,15 @@ class Mode:
     name: str
     description: str
     preamble: str
-    temperature: float
-    top_p: float
+    temperature: float | None  # None: the server's (or host's) setting
+    top_p: float | None
     by_line: bool = False  # poems, songs and scripts end on whole lines rather than sentences
 
 
 MODES: dict[str, Mode] = {
     m.name: m
     for m in (
-        Mode("story", "a story told in prose", "", 0.9, 0.95),
+        Mode("story", "a story told in prose", "", None, None),
         Mode("poem", "a poem, line by line", "A poem.\n\n", 1.0, 0.95, by_line=True),
         Mode(
             "song",
@@ -101,19 +101,27 @@ def turn_piece(turn: Turn) -> str:
 def build_context(tokenizer: Tokenizer, mode: Mode, turns: Sequence[Turn], budget: int) -> Context:
     """The opening (pinned) plus as many recent turns as fit in ``budget`` tokens.
 
-    ``turns`` are the visible turns in order, the opening first. A turn that fits only in part
-    keeps its newest tokens; an opening longer than half the budget keeps its first tokens.
+    ``turns`` are the visible turns in order, the opening first. The context ends with the turn
+    separator, so the model writes its part as a new paragraph, as it is stored and shown. A turn
+    that fits only in part keeps its newest tokens. An opening too long to fit keeps its first
+    tokens when later turns follow it, and its newest tokens when the model continues it directly.
     """
-    if budget < 1:
-        raise ValueError(f"context budget must be positive, got {budget}")
+    ending = tokenizer.encode(TURN_SEPARATOR)
+    room = budget - len(ending)
+    if room < 1:
+        raise ValueError(f"context budget must leave room for the story, got {budget}")
     opening, rest = (turns[0], turns[1:]) if turns and turns[0].kind == "opening" else (None, turns)
-    head = tokenizer.encode(mode.preamble + (opening.text if opening else ""))
-    truncated = False
-    limit = budget if not rest else max(1, budget // 2)
-    if len(head) > limit:
-        head, truncated = head[:limit], True
+    preamble = tokenizer.encode(mode.preamble) if mode.preamble else []
+    told = tokenizer.encode(opening.text) if opening else []
+    limit = room if not rest else max(1, room // 2)
+    truncated = len(preamble) + len(told) > limit
+    if truncated:
+        preamble = preamble[: limit - 1]
+        keep = limit - len(preamble)
+        told = told[-keep:] if not rest else told[:keep]
+    head = preamble + told
 
-    room = budget - len(head)
+    room -= len(head)
     tail: list[list[int]] = []
     for turn in reversed(rest):
         if room <= 0:
@@ -124,9 +132,7 @@ def build_context(tokenizer: Tokenizer, mode: Mode, turns: Sequence[Turn], budge
         tail.append(ids)
         room -= len(ids)
     tail.reverse()
-    ids = head + [t for piece in tail for t in piece]
-    if not ids:
-        ids = tokenizer.encode(TURN_SEPARATOR)
+    ids = head + [t for piece in tail for t in piece] + ending
     return Context(ids, len(tail), len(rest) - len(tail), truncated)
 
 

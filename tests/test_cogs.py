@@ -438,7 +438,7 @@ async def test_settings_show_and_reset(bot, manager):
     [(kind, message)] = shown.sent
     assert kind == "respond" and message["ephemeral"]
     assert "`temperature` = **0.25** (server)" in message["content"]
-    assert "`top_p` = **0.95** (mode)" in message["content"]
+    assert "`top_p` = **0.95** (host)" in message["content"]
     assert "`user_rate` = **5** (host)" in message["content"]
     assert reset.sent == [
         ("respond", {"content": "`temperature` reset; it is now **0.9**.", "ephemeral": True})

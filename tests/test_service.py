@@ -20,7 +20,7 @@ from bot.errors import (
 )
 from bot.limits import ChannelOrder, RateLimiter
 from bot.service import Actor, StoryService
-from bot.story import turn_piece
+from bot.story import MODES, TURN_SEPARATOR, turn_piece
 
 GUILD, OTHER_GUILD = 10, 20
 CHANNEL, OTHER_CHANNEL = 100, 101
@@ -91,7 +91,8 @@ async def test_write_starts_a_story_with_the_opening_and_the_models_part(service
     assert record["temperature"] == 0.9 and record["top_p"] == 0.95
     assert record["max_new_tokens"] == MAX_NEW
     assert 1 <= record["new_tokens"] <= MAX_NEW
-    assert record["prompt_tokens"] == len(service.engine.tokenizer.encode(opening.text))
+    encode = service.engine.tokenizer.encode
+    assert record["prompt_tokens"] == len(encode(opening.text)) + len(encode(TURN_SEPARATOR))
     assert record["finish_reason"] in {"eos", "length", "stop"}
 
 
@@ -103,8 +104,9 @@ async def test_write_in_a_mode_uses_its_sampling_and_continue_keeps_it(service):
     assert written.model_turn.settings["temperature"] == 1.0
     assert more.model_turn.settings["temperature"] == 1.0
     # The poem preamble is part of what the model sees.
-    preamble = len(service.engine.tokenizer.encode("A poem.\n\nRoses in the rain"))
-    assert written.model_turn.settings["prompt_tokens"] == preamble
+    encode = service.engine.tokenizer.encode
+    seen = [encode("A poem.\n\n"), encode("Roses in the rain"), encode(TURN_SEPARATOR)]
+    assert written.model_turn.settings["prompt_tokens"] == sum(map(len, seen))
 
 
 async def test_unknown_mode_is_refused_and_nothing_is_written(service):
@@ -288,9 +290,9 @@ async def test_concurrent_continues_in_one_channel_never_interleave(service):
         assert written.turns == [line, reply]
         # Its context held everything before it, its own line last: one writer at a time.
         before = turns[: line.position + 1]
-        assert reply.settings["prompt_tokens"] == sum(
-            len(service.engine.tokenizer.encode(turn_piece(t))) for t in before
-        )
+        encode = service.engine.tokenizer.encode
+        pieces = [turn_piece(t) for t in before] + [TURN_SEPARATOR]
+        assert reply.settings["prompt_tokens"] == sum(len(encode(p)) for p in pieces)
 
 
 async def test_another_channel_is_served_while_one_channel_waits(service):
@@ -404,7 +406,7 @@ async def test_a_channel_override_beats_the_server_value_in_that_channel_only(se
     view = await service.settings(moderator())
     assert view.resolved["max_new_tokens"] == 3
     assert view.resolved.origins["max_new_tokens"] == "channel"
-    assert view.resolved.origins["temperature"] == "mode"
+    assert view.resolved.origins["temperature"] == "host"  # the story mode brings none
 
 
 async def test_resetting_a_setting_goes_back_to_the_default(service):
@@ -478,3 +480,27 @@ async def test_an_engine_failure_without_a_line_does_not_claim_one_was_saved(ser
         await service.continue_(member(1))
 
     assert "saved" not in caught.value.user_message
+
+
+async def test_settings_are_shown_for_the_mode_of_the_channels_story(service):
+    await service.write(member(1), "Roses in the rain", mode="poem")
+
+    view = await service.settings(moderator())
+
+    assert (view.resolved["temperature"], view.resolved.origins["temperature"]) == (1.0, "mode")
+    change = await service.set_setting(moderator(), "top_p", None)
+    assert change.effective == MODES["poem"].top_p
+
+
+async def test_a_continue_queued_behind_a_new_write_follows_the_new_story(service):
+    await service.write(member(1), "Roses in the rain", mode="poem")
+    async with service.order.turn(CHANNEL):  # someone is writing: both requests queue
+        news = asyncio.create_task(service.write(member(2), "The mayor resigned", mode="news"))
+        await asyncio.sleep(0.05)
+        more = asyncio.create_task(service.continue_(member(3)))
+        await asyncio.sleep(0.05)
+    await news
+    written = await more
+
+    assert written.story.mode == "news"
+    assert written.model_turn.settings["temperature"] == MODES["news"].temperature

@@ -251,3 +251,16 @@ async def test_writes_are_visible_to_another_connection_at_once(store, config):
         ).fetchall()
 
     assert rows == [(0, "Committed"), (1, "before it is shown")]
+
+
+@pytest.mark.parametrize("delay", [0, 0.0005, 0.002])
+async def test_a_write_cancelled_midway_leaves_the_store_usable(store, delay):
+    task = asyncio.create_task(store.start_story(GUILD, CHANNEL, "story", "Cut short", ALICE))
+    await asyncio.sleep(delay)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+    story, _, _ = await store.start_story(GUILD, CHANNEL, "story", "Next", ALICE)
+    assert (await store.active_story(CHANNEL)).id == story.id
+    assert not store._db.in_transaction

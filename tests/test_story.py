@@ -59,7 +59,9 @@ def test_short_story_is_included_whole(tokenizer):
 
     context = build_context(tokenizer, STORY, turns, budget=900)
 
-    assert tokenizer.decode(context.ids) == "Once upon a time\n\na dragon woke\n\nand flew away."
+    assert (
+        tokenizer.decode(context.ids) == "Once upon a time\n\na dragon woke\n\nand flew away.\n\n"
+    )
     assert (context.turns_included, context.turns_dropped, context.truncated) == (2, 0, False)
 
 
@@ -72,10 +74,10 @@ def test_long_story_is_cut_to_the_budget_keeping_the_opening_and_the_newest_turn
     context = build_context(tokenizer, STORY, turns, budget)
 
     opening = tokenizer.encode(turns[0].text)
-    newest = tokenizer.encode(turn_piece(turns[-1]))
+    newest = tokenizer.encode(turn_piece(turns[-1])) + tokenizer.encode(TURN_SEPARATOR)
     assert len(context.ids) == budget  # filled to the token, never over
     assert context.ids[: len(opening)] == opening  # the opening is pinned first
-    assert context.ids[-len(newest) :] == newest  # the newest turn ends the context
+    assert context.ids[-len(newest) :] == newest  # the newest turn, then a new paragraph
     assert context.turns_dropped > 0
     assert context.turns_included + context.turns_dropped == len(turns) - 1
     assert context.truncated  # the oldest turn that made it in was cut on a token boundary
@@ -85,7 +87,7 @@ def test_long_story_is_cut_to_the_budget_keeping_the_opening_and_the_newest_turn
 
 def test_turns_that_fit_exactly_are_not_marked_truncated(tokenizer):
     turns = long_story(5)
-    head = len(tokenizer.encode(turns[0].text))
+    head = len(tokenizer.encode(turns[0].text)) + len(tokenizer.encode(TURN_SEPARATOR))
     last_two = [len(tokenizer.encode(turn_piece(t))) for t in turns[-2:]]
 
     context = build_context(tokenizer, STORY, turns, budget=head + sum(last_two))
@@ -98,10 +100,11 @@ def test_a_partly_fitting_turn_keeps_its_newest_tokens(tokenizer):
     turns = make_turns("Opening.", "alpha beta gamma delta epsilon zeta eta theta")
     head = tokenizer.encode("Opening.")
     piece = tokenizer.encode(turn_piece(turns[1]))
+    end = tokenizer.encode(TURN_SEPARATOR)
 
-    context = build_context(tokenizer, STORY, turns, budget=len(head) + 3)
+    context = build_context(tokenizer, STORY, turns, budget=len(head) + 3 + len(end))
 
-    assert context.ids == head + piece[-3:]
+    assert context.ids == head + piece[-3:] + end
     assert context.truncated
     assert context.turns_included == 1
 
@@ -113,29 +116,32 @@ def test_an_overlong_opening_keeps_its_first_tokens_and_leaves_room_for_recent_t
 
     context = build_context(tokenizer, STORY, turns, budget)
 
-    newest = tokenizer.encode(turn_piece(turns[-1]))
+    newest = tokenizer.encode(turn_piece(turns[-1])) + tokenizer.encode(TURN_SEPARATOR)
+    half = (budget - 1) // 2  # the separator that ends the context takes one token
     assert len(context.ids) <= budget
-    assert context.ids[: budget // 2] == tokenizer.encode(opening)[: budget // 2]
+    assert context.ids[:half] == tokenizer.encode(opening)[:half]
     assert context.ids[-len(newest) :] == newest
     assert context.truncated
 
 
-def test_an_opening_alone_may_use_the_whole_budget(tokenizer):
-    opening = "word " * 200
+def test_an_opening_alone_keeps_its_newest_tokens_next_to_the_new_part(tokenizer):
+    opening = " ".join(f"w{n}" for n in range(200)) + " and the dragon finally"
 
     context = build_context(tokenizer, STORY, make_turns(opening), budget=50)
 
-    assert context.ids == tokenizer.encode(opening)[:50]
+    end = tokenizer.encode(TURN_SEPARATOR)
+    assert context.ids == tokenizer.encode(opening)[-(50 - len(end)) :] + end
+    assert tokenizer.decode(context.ids).endswith("and the dragon finally\n\n")
     assert context.truncated
 
 
 def test_cjk_and_emoji_are_counted_in_tokens_not_characters(tokenizer):
     ascii_text = "the cat sat on the mat " * 3
-    budget = len(tokenizer.encode(ascii_text))
+    budget = len(tokenizer.encode(ascii_text)) + len(tokenizer.encode(TURN_SEPARATOR))
     assert budget < len(ascii_text)  # ASCII packs several characters into a token
 
     fits = build_context(tokenizer, STORY, make_turns(ascii_text), budget)
-    assert tokenizer.decode(fits.ids) == ascii_text
+    assert tokenizer.decode(fits.ids) == ascii_text + TURN_SEPARATOR
     assert not fits.truncated
 
     short_cjk = "猫坐在垫子上" * 3  # far fewer characters than the ASCII text...
@@ -152,13 +158,13 @@ def test_cjk_turns_take_their_token_cost_in_the_budget(tokenizer):
     cjk = "从前有一座山，山里有一座庙。"
     turns = make_turns("Start.", *[cjk] * 10)
     per_turn = len(tokenizer.encode(turn_piece(turns[1])))
-    head = len(tokenizer.encode("Start."))
+    head = len(tokenizer.encode("Start.")) + len(tokenizer.encode(TURN_SEPARATOR))
 
     context = build_context(tokenizer, STORY, turns, budget=head + 3 * per_turn)
 
     assert per_turn > len(cjk)  # each character costs more than one token
     assert (context.turns_included, context.turns_dropped) == (3, 7)
-    assert tokenizer.decode(context.ids) == "Start." + (TURN_SEPARATOR + cjk) * 3
+    assert tokenizer.decode(context.ids) == "Start." + (TURN_SEPARATOR + cjk) * 3 + TURN_SEPARATOR
 
 
 def test_mode_preamble_opens_the_context(tokenizer):
@@ -166,13 +172,15 @@ def test_mode_preamble_opens_the_context(tokenizer):
 
     context = build_context(tokenizer, MODES["poem"], turns, budget=200)
 
-    assert tokenizer.decode(context.ids) == "A poem.\n\nRoses in the rain\n\npetals fall"
+    assert tokenizer.decode(context.ids) == "A poem.\n\nRoses in the rain\n\npetals fall\n\n"
 
 
 def test_preamble_counts_against_the_budget(tokenizer):
     turns = make_turns("Roses in the rain", "petals fall on the stone")
-    budget = len(tokenizer.encode("Roses in the rain")) + len(
-        tokenizer.encode(turn_piece(turns[1]))
+    budget = (
+        len(tokenizer.encode("Roses in the rain"))
+        + len(tokenizer.encode(turn_piece(turns[1])))
+        + len(tokenizer.encode(TURN_SEPARATOR))
     )
 
     plain = build_context(tokenizer, STORY, turns, budget)
@@ -182,7 +190,7 @@ def test_preamble_counts_against_the_budget(tokenizer):
     assert len(framed.ids) == budget  # ...so the preamble must push something out
     text = tokenizer.decode(framed.ids)
     assert text.startswith("NEWS REPORT\n\nRoses")
-    assert text.endswith("petals fall on the stone")
+    assert text.endswith("petals fall on the stone\n\n")
     assert framed.truncated
 
 
@@ -192,9 +200,9 @@ def test_no_turns_still_gives_the_model_something_to_continue(tokenizer):
     assert context.ids == tokenizer.encode(TURN_SEPARATOR)
 
 
-def test_budget_must_be_positive(tokenizer):
+def test_budget_must_leave_room_for_the_story(tokenizer):
     with pytest.raises(ValueError, match="budget"):
-        build_context(tokenizer, STORY, make_turns("hi"), budget=0)
+        build_context(tokenizer, STORY, make_turns("hi"), budget=1)  # the separator alone
 
 
 # -- clean_output --------------------------------------------------------------------------------
@@ -257,9 +265,11 @@ def test_every_writing_mode_is_offered():
     for name, mode in MODES.items():
         assert mode.name == name
         assert mode.description
-        assert 0 < mode.top_p <= 1
-        assert 0 <= mode.temperature <= 1.5
+        assert mode.top_p is None or 0 < mode.top_p <= 1
+        assert mode.temperature is None or 0 <= mode.temperature <= 1.5
     assert {n for n, m in MODES.items() if m.by_line} == {"poem", "song", "script"}
+    # Prose stories follow the server's own sampling settings; the other modes bring theirs.
+    assert {n for n, m in MODES.items() if m.temperature is None} == {"story"}
 
 
 def test_story_text_joins_visible_turns_and_skips_deleted_ones():

@@ -55,7 +55,7 @@ class SettingsCog(
         self,
         interaction: discord.Interaction,
         key: str,
-        value: str,
+        value: app_commands.Range[str, 1, 20],
         scope: Literal["server", "channel"] = "server",
     ) -> None:
         """Change one setting for this server or this channel."""

@@ -9,7 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.client import StoryBot, defer_public
+from bot.client import PUBLIC_DEFERRAL, StoryBot, defer_public
 from bot.render import MESSAGE_LIMIT, safe, split_message, story_part
 from bot.service import Actor, Written
 from bot.story import MODES, story_text
@@ -110,6 +110,8 @@ class StoryCog(commands.Cog):
         body = story_part(parts)
         first, *rest = split_message(f"{header}\n\n{body}" if header else body)
         await interaction.edit_original_response(content=first)
+        # The part is shown: an error from here on must not delete it.
+        interaction.extras[PUBLIC_DEFERRAL] = False
         for chunk in rest:
             await interaction.followup.send(chunk)
 
