@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.__main__ import main
+from bot.__main__ import build_parser, main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -141,3 +141,11 @@ def test_check_reports_each_part_of_the_set_up(tmp_path, tiny_model_dir, capsys,
     assert any(line.startswith("[ok] model:") and "1024 positions" in line for line in out)
     assert "[ok] device: cpu (torch.float32)" in out
     assert db.exists()
+
+
+def test_config_may_come_before_or_after_the_command():
+    parser = build_parser()
+    assert parser.parse_args(["--config", "a.toml", "run"]).config == "a.toml"
+    assert parser.parse_args(["run", "--config", "b.toml"]).config == "b.toml"
+    assert parser.parse_args(["run"]).config is None
+    assert parser.parse_args(["-v", "check"]).verbose is True
