@@ -2,7 +2,7 @@
 #   docker build -t storybot .
 #   docker run --gpus all -e DISCORD_TOKEN -v storybot-data:/home/storybot/data \
 #     -v storybot-models:/home/storybot/.cache/huggingface storybot
-FROM pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime
+FROM pytorch/pytorch:2.8.0-cuda12.9-cudnn9-runtime
 
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
