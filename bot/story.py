@@ -143,15 +143,14 @@ def clean_output(text: str, mode: Mode, finished: bool) -> str:
     """Tidy the model's text; when it was cut off by length, drop the unfinished tail."""
     text = text.replace("<|endoftext|>", "")
     text = "\n".join(line.rstrip() for line in text.splitlines())
-    text = re.sub(r"\n{3,}", "\n\n", text).strip("\n")
-    text = text.rstrip() if text.strip() else ""
+    text = re.sub(r"\n{3,}", "\n\n", text).strip()
     if finished or not text:
-        return text.strip()
+        return text
     if mode.by_line:
         cut = text.rfind("\n")
-        return text[:cut].rstrip() if cut > 0 else text.strip()
+        return text[:cut].rstrip() if cut > 0 else text
     ends = list(_SENTENCE_END.finditer(text))
-    return text[: ends[-1].end()].strip() if ends else text.strip()
+    return text[: ends[-1].end()] if ends else text
 
 
 def story_text(turns: Sequence[Turn]) -> str:
