@@ -310,16 +310,17 @@ class LocalEngine:
         room = max(1, loaded.n_positions - params.max_new_tokens)
         prompt = list(request.prompt_ids[-room:])
         pending.started = time.monotonic()
+        stop = StopRule(
+            params, loaded.eos_id, request.stop_strings, loaded.n_positions - len(prompt)
+        )
         return Row(
             pending=pending,
             ids=prompt,
             prompt_len=len(prompt),
             sampler=RowSampler(params, prompt, loaded.eos_id),
-            stop=StopRule(
-                params, loaded.eos_id, request.stop_strings, loaded.n_positions - len(prompt)
-            ),
+            stop=stop,
             deadline=pending.deadline,
-            stream=TextStream(request.stop_strings),
+            stream=TextStream(stop.stop_strings),
         )
 
     def _drop_abandoned(self, batch: Batch) -> None:

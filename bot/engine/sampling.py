@@ -160,7 +160,7 @@ class TextStream:
     """Turns a row's growing text into deltas that never split a character or leak a stop string."""
 
     def __init__(self, stop_strings: Sequence[str] = ()) -> None:
-        self.stop_strings = tuple(s for s in stop_strings if s)
+        self.stop_strings = tuple(stop_strings)  # as StopRule keeps them: empty ones dropped
         self.sent = ""
 
     def advance(self, text: str) -> str:
