@@ -6,9 +6,12 @@ the model's real tokens, never characters.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any, Literal, Protocol
 
 TurnKind = Literal["opening", "member", "model"]
@@ -46,48 +49,72 @@ class Turn:
 
 @dataclass(frozen=True)
 class Mode:
-    """A writing mode: how the prompt is framed and how the model samples by default."""
+    """A writing mode: how its document begins, and how the model samples by default.
+
+    ``frame`` is the start of a real document of this kind (a chapter heading, a dated article, an
+    email's header), which a base model continues far better than a bare label. It opens the
+    context and is never shown to members; ``{date}`` becomes the story's start date.
+    """
 
     name: str
     description: str
-    preamble: str
+    frame: str
     temperature: float | None  # None: the server's (or host's) setting
     top_p: float | None
     by_line: bool = False  # poems, songs and scripts end on whole lines rather than sentences
+
+    def framing(self, started: str | None = None) -> str:
+        """The frame with the date filled in from an ISO timestamp (today when None)."""
+        if "{date}" not in self.frame:
+            return self.frame
+        day = datetime.fromisoformat(started).date() if started else date.today()
+        return self.frame.replace("{date}", f"{day:%B} {day.day}, {day.year}")
 
 
 MODES: dict[str, Mode] = {
     m.name: m
     for m in (
-        Mode("story", "a story told in prose", "", None, None),
-        Mode("poem", "a poem, line by line", "A poem.\n\n", 1.0, 0.95, by_line=True),
+        Mode("story", "a story told in prose", "Chapter One\n\n", None, None),
         Mode(
-            "song",
-            "song lyrics with verses and a chorus",
-            "Song lyrics.\n\n",
-            1.0,
+            "poem",
+            "a poem, line by line",
+            "Selected Poems\n\nUntitled\n\n",
+            0.9,
             0.95,
             by_line=True,
         ),
-        Mode("script", "a screenplay scene", "SCREENPLAY\n\n", 0.85, 0.95, by_line=True),
-        Mode("news", "a news article", "NEWS REPORT\n\n", 0.7, 0.9),
-        Mode("blog", "a blog post", "Blog post\n\n", 0.8, 0.92),
-        Mode("ad", "advertising copy", "Advertisement\n\n", 0.85, 0.92),
-        Mode("email", "an email", "Email\n\n", 0.7, 0.9),
+        Mode(
+            "song",
+            "song lyrics with verses and a chorus",
+            "Lyrics\n\n[Verse 1]\n",
+            0.9,
+            0.95,
+            by_line=True,
+        ),
+        Mode("script", "a screenplay scene", "FADE IN:\n\n", 0.85, 0.95, by_line=True),
+        Mode("news", "a news article", "LOCAL NEWS\n\nUpdated {date}\n\n", 0.7, 0.9),
+        Mode("blog", "a blog post", "Posted on {date}\n\n", 0.8, 0.92),
+        Mode("ad", "advertising copy", "Special Offer\n\n", 0.85, 0.92),
+        Mode("email", "an email", "Date: {date}\n\nHi everyone,\n\n", 0.7, 0.9),
     )
 }
 DEFAULT_MODE = "story"
 
 
 class Tokenizer(Protocol):
-    def encode(self, text: str) -> list[int]: ...
+    """A Hugging Face fast tokenizer: ``encode`` and the call that returns character offsets."""
+
+    def encode(self, text: str, add_special_tokens: bool = ...) -> list[int]: ...
+
+    def __call__(self, text: str, **options: Any) -> Any: ...
 
 
 @dataclass(frozen=True)
 class Context:
-    """The token ids the model will continue, and what they cover."""
+    """The token ids the model will continue, the text they encode, and what they cover."""
 
     ids: list[int]
+    text: str
     turns_included: int  # recent turns that are in, whole or cut
     turns_dropped: int  # older turns left out to make room
     truncated: bool  # a turn or the opening was cut on a token boundary
@@ -98,59 +125,169 @@ def turn_piece(turn: Turn) -> str:
     return turn.text if turn.kind == "opening" else TURN_SEPARATOR + turn.text
 
 
-def build_context(tokenizer: Tokenizer, mode: Mode, turns: Sequence[Turn], budget: int) -> Context:
-    """The opening (pinned) plus as many recent turns as fit in ``budget`` tokens.
+# A word that follows a paragraph break in running text. Encoding it after the context and then
+# leaving it out gives the separator the ids it has before a word (GPT-2: 198 198), not the ids
+# it has at the very end of a text (628), after which a model expects a list or a heading.
+_NEXT_WORD = "The"
 
-    ``turns`` are the visible turns in order, the opening first. The context ends with the turn
-    separator, so the model writes its part as a new paragraph, as it is stored and shown. A turn
-    that fits only in part keeps its newest tokens. An opening too long to fit keeps its first
-    tokens when later turns follow it, and its newest tokens when the model continues it directly.
+
+def encode_open(tokenizer: Tokenizer, text: str) -> list[int]:
+    """``text``'s ids as they are when more words follow it, as in running text."""
+    spans = _spans(tokenizer, text + _NEXT_WORD)
+    ids = [token for token, (_, end) in spans if end <= len(text)]
+    covered = max((end for _, (_, end) in spans[: len(ids)]), default=0)
+    if covered < len(text):  # a token joined the end of the text to the next word
+        ids += tokenizer.encode(text[covered:], add_special_tokens=False)
+    return ids
+
+
+def _spans(tokenizer: Tokenizer, text: str) -> list[tuple[int, tuple[int, int]]]:
+    """Each token of ``text`` with the characters it covers."""
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    return list(zip(encoded["input_ids"], encoded["offset_mapping"], strict=True))
+
+
+def build_context(
+    tokenizer: Tokenizer, framing: str, turns: Sequence[Turn], budget: int
+) -> Context:
+    """The framing and opening (pinned) plus as many recent turns as fit in ``budget`` tokens.
+
+    The text is assembled first and encoded once, so the model sees the ids of running text with
+    no seam between pieces; it ends with the turn separator as it reads before a new paragraph.
+    When the story is too long, cuts fall on token boundaries of the whole text: the newest turns
+    are kept, the oldest of them perhaps only its newest tokens (as a paragraph of its own), and an
+    opening too long for half the budget keeps its first tokens (its newest when the model
+    continues it directly).
     """
-    ending = tokenizer.encode(TURN_SEPARATOR)
-    room = budget - len(ending)
-    if room < 1:
-        raise ValueError(f"context budget must leave room for the story, got {budget}")
     opening, rest = (turns[0], turns[1:]) if turns and turns[0].kind == "opening" else (None, turns)
-    preamble = tokenizer.encode(mode.preamble) if mode.preamble else []
-    told = tokenizer.encode(opening.text) if opening else []
-    limit = room if not rest else max(1, room // 2)
-    truncated = len(preamble) + len(told) > limit
-    if truncated:
-        preamble = preamble[: limit - 1]
-        keep = limit - len(preamble)
-        told = told[-keep:] if not rest else told[:keep]
-    head = preamble + told
+    texts = ([opening.text] if opening else []) + [turn.text for turn in rest]
+    whole = framing + _paragraphs(texts)
+    ids = encode_open(tokenizer, whole)
+    if len(ids) <= budget:
+        return Context(ids, whole, len(rest), 0, False)
+    separator = len(encode_open(tokenizer, TURN_SEPARATOR))
+    if budget <= separator:
+        raise ValueError(f"context budget must leave room for the story, got {budget}")
 
-    room -= len(head)
-    tail: list[list[int]] = []
-    for turn in reversed(rest):
-        if room <= 0:
+    # One encoding of the whole text tells where every token starts: the places we may cut.
+    starts = [start for _, (start, _) in _spans(tokenizer, whole)]
+    head_end = len(framing) + (len(opening.text) if opening else 0)
+    piece_starts = list(itertools.accumulate(
+        (len(text) + len(TURN_SEPARATOR) for text in texts), initial=len(framing)
+    ))[len(texts) - len(rest) : -1]  # fmt: skip
+    room = budget - separator
+    # Without an opening the head is the framing, whose own paragraph break _paragraphs adds.
+    head, head_tokens = whole[:head_end].rstrip(), bisect.bisect_left(starts, head_end)
+    limit = max(1, room // 2) if rest else room
+    truncated = head_tokens > limit
+    if truncated and rest:
+        head = whole[: starts[limit]].rstrip()
+    elif truncated:  # the model continues the opening itself: keep its newest tokens
+        framed = bisect.bisect_left(starts, len(framing))
+        keep = max(0, limit - framed)
+        # With the framing if it leaves room, else without. A word that loses its leading space
+        # may take more tokens than it did in the whole text: then give up one more token.
+        firsts = [(framing, start) for start in starts[head_tokens - keep : head_tokens]]
+        firsts += [("", start) for start in starts[head_tokens - limit : head_tokens]]
+        for frame, start in firsts:
+            head = frame + whole[start:head_end].lstrip()
+            if len(encode_open(tokenizer, head + TURN_SEPARATOR)) <= budget:
+                break
+
+    # The newest tokens that fit after the head, from a token boundary of the whole text.
+    body_end = len(whole) - len(TURN_SEPARATOR)
+    body_tokens = bisect.bisect_left(starts, body_end)
+    first = body_tokens if not rest else bisect.bisect_left(starts, piece_starts[0])
+    first = max(first, body_tokens - (room - len(encode_open(tokenizer, head + TURN_SEPARATOR))))
+    while True:
+        tail_start = starts[first] if first < body_tokens else body_end
+        tail = whole[tail_start:body_end].strip()
+        text = _paragraphs([head, tail])
+        ids = encode_open(tokenizer, text)
+        if len(ids) <= budget or not tail:
             break
-        ids = tokenizer.encode(turn_piece(turn))
-        if len(ids) > room:
-            ids, truncated = ids[-room:], True
-        tail.append(ids)
-        room -= len(ids)
-    tail.reverse()
-    ids = head + [t for piece in tail for t in piece] + ending
-    return Context(ids, len(tail), len(rest) - len(tail), truncated)
+        first += 1  # the seam encodes a token longer than the pieces did: give up one more
+    if len(ids) > budget:  # only a budget of a few tokens gets here
+        ids, truncated = ids[-budget:], True
+    ends = [start + len(turn.text) for start, turn in zip(piece_starts, rest, strict=True)]
+    included = sum(1 for end in ends if tail and end > tail_start)
+    cut = any(start < tail_start < end for start, end in zip(piece_starts, ends, strict=True))
+    return Context(ids, text, included, len(rest) - included, truncated or (bool(tail) and cut))
 
 
-_SENTENCE_END = re.compile(r"""[.!?…]["'”’)\]]*(?=\s|$)""")
+def _paragraphs(texts: Sequence[str]) -> str:
+    """Texts as paragraphs, ending with the separator that opens the next one."""
+    body = TURN_SEPARATOR.join(text for text in texts if text)
+    return body + TURN_SEPARATOR if body else ""
 
 
-def clean_output(text: str, mode: Mode, finished: bool) -> str:
-    """Tidy the model's text; when it was cut off by length, drop the unfinished tail."""
+_ABBREVIATIONS = frozenset(
+    {"mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "e.g", "i.e", "cf", "vol", "fig",
+     "inc", "ltd", "co", "mt", "ft", "gen", "col", "lt", "sgt", "capt", "rev"}
+)  # fmt: skip
+# A run of sentence punctuation and its closing quotes or brackets, before a space or the end.
+_SENTENCE_END = re.compile(r"""[.!?…]+["'”’)\]*]*(?=\s|$)""")
+_UNFINISHED = ",;:-–—(\"'“‘"
+
+
+@dataclass(frozen=True)
+class Cleaned:
+    """The model's text made ready to show, and what cleanup did to it."""
+
+    text: str
+    cut: bool = False  # no clean end was found: shortened to a whole word and marked with "…"
+    dropped: int = 0  # characters of the model's text left out
+
+
+# A part never shrinks below this share of what the model wrote without being marked as cut.
+MIN_KEPT_SHARE = 0.5
+
+
+def clean_output(text: str, mode: Mode, finished: bool, framing: str = "") -> Cleaned:
+    """Tidy the model's text; when it ran out of length, end it cleanly without losing much.
+
+    A cut-off part ends on its last whole line (line modes) or sentence; list numbers ("3."),
+    initials and abbreviations are not sentence ends. When that would keep less than half of the
+    text, the part ends on its last whole word instead, marked with "…". Lines that repeat the
+    mode's framing (which members never see) are removed.
+    """
     text = text.replace("<|endoftext|>", "")
-    text = "\n".join(line.rstrip() for line in text.splitlines())
-    text = re.sub(r"\n{3,}", "\n\n", text).strip()
+    hidden = {line.strip().casefold() for line in framing.splitlines() if line.strip()}
+    lines = [line.rstrip() for line in text.splitlines() if line.strip().casefold() not in hidden]
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     if finished or not text:
-        return text
-    if mode.by_line:
-        cut = text.rfind("\n")
-        return text[:cut].rstrip() if cut > 0 else text
-    ends = list(_SENTENCE_END.finditer(text))
-    return text[: ends[-1].end()] if ends else text
+        return Cleaned(text)
+    enough = MIN_KEPT_SHARE * len(text)
+    if mode.by_line and (line_end := text.rfind("\n")) >= enough:
+        kept = text[:line_end].rstrip()
+        return Cleaned(kept, dropped=len(text) - len(kept))
+    ends = sentence_ends(text)
+    if ends and ends[-1] >= enough:
+        return Cleaned(text[: ends[-1]], dropped=len(text) - ends[-1])
+    # No clean end late enough: keep whole words (the last may be unfinished) and say so.
+    last_space = re.search(r"\s\S*$", text)
+    kept = (text[: last_space.start()] if last_space else text).rstrip(_UNFINISHED + " \n")
+    return Cleaned(kept + "…", cut=True, dropped=len(text) - len(kept))
+
+
+def sentence_ends(text: str) -> list[int]:
+    """Where sentences end in ``text`` (just after their punctuation and closing quotes)."""
+    ends = []
+    for match in _SENTENCE_END.finditer(text):
+        if match.group().startswith(".") and not match.group().startswith(".."):
+            word = re.search(r"(\S+)$", text[: match.start()])
+            word = word.group(1) if word else ""
+            name = word.lower().lstrip("\"'“‘([")  # as in '"Mr. Holmes," he said'
+            line_start = text.rfind("\n", 0, match.start()) + 1
+            if (
+                name in _ABBREVIATIONS
+                or (name == "no" and text[match.end() :].lstrip()[:1].isdigit())  # "No. 5"
+                or (len(name) == 1 and name.isalpha() and name not in "ai")  # as in "J. R. R."
+                or (word.isdigit() and not text[line_start : match.start() - len(word)].strip())
+            ):  # a list number at the start of its line
+                continue
+        ends.append(match.end())
+    return ends
 
 
 def story_text(turns: Sequence[Turn]) -> str:
