@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
-from bot.engine.sampling import NgramBan, RowSampler, StopRule, TextStream, TokenChooser
+from bot.engine.sampling import (
+    NgramBan,
+    RowSampler,
+    StopRule,
+    TextStream,
+    TokenChooser,
+    penalty_ramp,
+)
 from bot.engine.types import SamplingParams
 
 EOS = 9
@@ -57,6 +66,139 @@ def test_no_repeat_ngram_bans_the_token_that_would_repeat_a_trigram():
     scores[7] = 10
     sampler.adjust(scores)
     assert scores[7] == float("-inf")
+
+
+# -- the repetition penalty's window and slope ---------------------------------------------------
+
+VOCAB = 40
+
+
+def penalised(sampler: RowSampler, value: float = 2.0) -> torch.Tensor:
+    """The factor by which ``sampler`` divides each token's positive logit."""
+    scores = torch.full((VOCAB,), value)
+    sampler.adjust(scores)
+    return value / scores
+
+
+def test_repetition_range_penalises_only_the_newest_tokens():
+    prompt = (11, 12, 13, 14, 15)
+    sampler = row(prompt=prompt, repetition_penalty=2.0, repetition_range=2)
+
+    factors = penalised(sampler)
+    assert factors[[14, 15]].tolist() == [2.0, 2.0]  # the newest two
+    assert factors[[11, 12, 13]].tolist() == [1.0, 1.0, 1.0]  # older: free again
+    assert factors[20] == 1.0  # never seen
+
+    sampler.push(16)  # what the row writes joins the window, and the oldest leaves it
+    factors = penalised(sampler)
+    assert factors[[15, 16]].tolist() == [2.0, 2.0]
+    assert factors[14] == 1.0
+
+
+def test_a_token_used_again_lately_is_penalised_even_if_it_was_also_used_long_ago():
+    sampler = row(prompt=(20, 11, 12, 13, 20), repetition_penalty=2.0, repetition_range=2)
+
+    factors = penalised(sampler)
+    assert factors[[13, 20]].tolist() == [2.0, 2.0]
+    assert factors[11] == 1.0
+
+
+@pytest.mark.parametrize("repetition_range", [0, 5, 100])
+def test_a_range_of_zero_or_past_the_history_penalises_every_token(repetition_range):
+    prompt = (11, 12, 13, 14, 15)
+    sampler = row(prompt=prompt, repetition_penalty=1.5, repetition_range=repetition_range)
+
+    factors = penalised(sampler)
+    assert torch.allclose(factors[list(prompt)], torch.tensor(1.5))
+    assert factors[20] == 1.0
+
+
+def test_slope_penalises_older_tokens_less_than_newer_ones():
+    prompt = (11, 12, 13, 14, 15, 16, 17, 18)
+    sampler = row(prompt=prompt, repetition_penalty=2.0, repetition_range=8, repetition_slope=1.0)
+
+    factors = penalised(sampler)[list(prompt)]  # oldest first
+    assert factors[-1] == pytest.approx(2.0)  # the newest token gets the whole penalty
+    assert factors[0] == pytest.approx(1.0)  # the oldest in range almost none
+    assert all(older < newer for older, newer in itertools.pairwise(factors))
+    flat = penalised(row(prompt=prompt, repetition_penalty=2.0, repetition_range=8))
+    assert torch.allclose(flat[list(prompt)], torch.tensor(2.0))  # slope 0: all alike
+
+    # Negative logits are multiplied, by the same sloped factors.
+    scores = torch.full((VOCAB,), -1.0)
+    sampler.adjust(scores)
+    assert torch.allclose(-scores[list(prompt)], factors)
+
+
+def test_with_a_slope_a_tokens_penalty_depends_on_how_long_ago_it_was_used():
+    params = {"repetition_penalty": 1.5, "repetition_range": 10, "repetition_slope": 0.7}
+    short = penalised(row(prompt=(11, 12, 13), **params))
+    long = penalised(row(prompt=(20, 21, 22, 23, 24, 25, 11, 12, 13), **params))
+
+    assert torch.allclose(short[[11, 12, 13]], long[[11, 12, 13]])
+    assert short[11] > 1.0  # two tokens back in a range of ten is still penalised
+
+
+def test_a_token_is_penalised_by_its_newest_use():
+    params = {"repetition_penalty": 2.0, "repetition_range": 6, "repetition_slope": 1.0}
+    reused = penalised(row(prompt=(11, 12, 13, 14, 15, 11), **params))
+    fresh = penalised(row(prompt=(11, 12, 13, 14, 15, 16), **params))
+
+    assert reused[11] == pytest.approx(fresh[16].item())  # as the newest, not as the oldest
+
+
+def test_penalty_ramp_runs_from_no_penalty_to_the_whole_penalty():
+    ramp = penalty_ramp(1.3, 10, 0.7)
+
+    assert ramp.shape == (10,)
+    assert ramp[0] == pytest.approx(1.0)  # the oldest position
+    assert ramp[-1] == pytest.approx(1.3)  # the newest
+    assert torch.all(ramp[1:] > ramp[:-1])  # rising in between
+    assert torch.allclose(penalty_ramp(1.3, 10, 1.0), torch.linspace(1.0, 1.3, 10))  # straight
+    # A steeper slope keeps the penalty high for longer among the newer tokens.
+    assert penalty_ramp(2.0, 9, 3.0)[6] > penalty_ramp(2.0, 9, 1.0)[6]
+    assert penalty_ramp(2.0, 1, 0.7).tolist() == [2.0]
+    assert penalty_ramp(2.0, 0, 0.7).tolist() == []
+
+
+# -- the n-gram ban's window ---------------------------------------------------------------------
+
+
+def banned(sampler: RowSampler) -> set[int]:
+    scores = torch.zeros(VOCAB)
+    sampler.adjust(scores)
+    return {i for i, score in enumerate(scores.tolist()) if score == float("-inf")}
+
+
+def test_the_ngram_ban_forgets_ngrams_older_than_its_window():
+    old = (11, 12, 13)  # a trigram early in the story
+    filler = tuple(range(20, 30))
+    prompt = (*old, *filler, 11, 12)  # the story ends with its first two tokens again
+
+    def sampler(window: int) -> RowSampler:
+        return row(prompt=prompt, no_repeat_ngram_size=3, no_repeat_ngram_range=window)
+
+    assert banned(sampler(len(prompt))) == {13}  # inside the window: repeating it is banned
+    assert banned(sampler(len(prompt) - 1)) == set()  # one token older: free to use again
+    assert banned(sampler(0)) == {13}  # 0: the whole context
+
+
+def test_the_ngram_ban_covers_what_the_row_writes_itself():
+    sampler = row(prompt=(20, 21, 22, 23), no_repeat_ngram_size=3, no_repeat_ngram_range=2)
+    for token in (11, 12, 13, 11, 12):
+        assert 13 not in banned(sampler)
+        sampler.push(token)
+
+    assert banned(sampler) == {13}
+
+
+def test_the_ngram_ban_joins_the_window_to_what_the_row_writes():
+    sampler = row(prompt=(20, 21, 11, 12, 13, 11), no_repeat_ngram_size=3, no_repeat_ngram_range=4)
+    assert banned(sampler) == set()
+
+    sampler.push(12)  # completes 11 12 from the window's last token and its own
+
+    assert banned(sampler) == {13}
 
 
 def test_end_of_text_is_forbidden_until_min_new_tokens():

@@ -38,15 +38,18 @@ class NgramBan:
 
 
 class RowSampler:
-    """The sampling state of one row: its settings, its history and its generator."""
+    """The sampling state of one row: its settings, its recent tokens and its generator."""
 
     def __init__(self, params: SamplingParams, prompt_ids: Sequence[int], eos_id: int | None):
         self.params = params
         self.eos_id = eos_id
         self.generated = 0
-        self.seen: set[int] = set(prompt_ids)
-        self._seen_ids: torch.Tensor | None = None  # self.seen as a tensor, rebuilt when it grows
-        self.ngrams = NgramBan(params.no_repeat_ngram_size, prompt_ids)
+        self.recent: list[int] = list(prompt_ids)
+        # A long story's common words and phrases must stay usable: the ban sees recent text only.
+        window = params.no_repeat_ngram_range
+        self.ngrams = NgramBan(
+            params.no_repeat_ngram_size, prompt_ids[-window:] if window else prompt_ids
+        )
         self.generator = torch.Generator()
         if params.seed is None:
             self.generator.seed()  # a fresh random seed; torch's global generator is left alone
@@ -55,27 +58,47 @@ class RowSampler:
 
     def push(self, token: int) -> None:
         self.generated += 1
-        if token not in self.seen:
-            self.seen.add(token)
-            self._seen_ids = None
+        self.recent.append(token)
         self.ngrams.push(token)
 
     def adjust(self, logits: torch.Tensor) -> None:
         """Apply this row's penalties to its logits in place (a 1-D float32 tensor)."""
         p = self.params
-        if p.repetition_penalty != 1.0 and self.seen:
-            if self._seen_ids is None:
-                self._seen_ids = torch.tensor(sorted(self.seen), dtype=torch.long)
-            idx = self._seen_ids
-            picked = logits[idx]
-            logits[idx] = torch.where(
-                picked < 0, picked * p.repetition_penalty, picked / p.repetition_penalty
-            )
+        if p.repetition_penalty != 1.0 and self.recent:
+            tokens, penalty = self._penalties()
+            picked = logits[tokens]
+            logits[tokens] = torch.where(picked < 0, picked * penalty, picked / penalty)
         banned = self.ngrams.banned()
         if banned:
             logits[torch.tensor(sorted(banned), dtype=torch.long)] = float("-inf")
         if self.eos_id is not None and self.generated < p.min_new_tokens:
             logits[self.eos_id] = float("-inf")
+
+    def _penalties(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each token in the penalty window, and its penalty (its newest use decides)."""
+        p = self.params
+        window = self.recent[-p.repetition_range :] if p.repetition_range else self.recent
+        newest = {token: i for i, token in enumerate(window)}
+        tokens = torch.tensor(list(newest), dtype=torch.long)
+        if p.repetition_slope == 0:
+            return tokens, torch.full((len(newest),), p.repetition_penalty)
+        ramp = penalty_ramp(
+            p.repetition_penalty, p.repetition_range or len(window), p.repetition_slope
+        )
+        return tokens, ramp[-len(window) :][list(newest.values())]
+
+
+def penalty_ramp(penalty: float, length: int, slope: float) -> torch.Tensor:
+    """The penalty at each of ``length`` positions, oldest first, as KoboldAI shapes it.
+
+    The newest position gets the full penalty and the oldest almost none; ``slope`` bends the
+    curve between them (1 is a straight line, higher keeps the penalty high for longer).
+    """
+    if length < 2:
+        return torch.full((max(length, 0),), penalty)
+    x = torch.linspace(-1.0, 1.0, length)
+    curve = slope * x / (1 + x.abs() * (slope - 1))
+    return 1 + (curve + 1) / 2 * (penalty - 1)
 
 
 class TokenChooser:

@@ -19,7 +19,14 @@ class SamplingParams:
     top_p: float = 1.0
     top_k: int = 0  # 0 means no limit
     repetition_penalty: float = 1.0
+    # The penalty looks at this many of the newest tokens (context and written); 0: all of them.
+    repetition_range: int = 0
+    # 0: every token in range is penalised alike; above 0 older tokens less (KoboldAI's slope).
+    repetition_slope: float = 0.0
     no_repeat_ngram_size: int = 0
+    # The n-gram ban covers what this part writes and this many of the newest context tokens
+    # (0: the whole context).
+    no_repeat_ngram_range: int = 0
     max_new_tokens: int = 120
     min_new_tokens: int = 0
     seed: int | None = None
@@ -30,7 +37,10 @@ class SamplingParams:
             ("top_p", 0 < self.top_p <= 1),
             ("top_k", self.top_k >= 0),
             ("repetition_penalty", self.repetition_penalty > 0),
+            ("repetition_range", self.repetition_range >= 0),
+            ("repetition_slope", self.repetition_slope >= 0),
             ("no_repeat_ngram_size", self.no_repeat_ngram_size >= 0),
+            ("no_repeat_ngram_range", self.no_repeat_ngram_range >= 0),
             ("max_new_tokens", self.max_new_tokens >= 1),
             ("min_new_tokens", 0 <= self.min_new_tokens <= self.max_new_tokens),
         )
