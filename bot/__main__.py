@@ -160,7 +160,10 @@ async def generate(config: Config, args) -> int:
             top_p=g.top_p,
             top_k=g.top_k,
             repetition_penalty=g.repetition_penalty,
+            repetition_range=g.repetition_range,
+            repetition_slope=g.repetition_slope,
             no_repeat_ngram_size=g.no_repeat_ngram_size,
+            no_repeat_ngram_range=g.no_repeat_ngram_range,
             max_new_tokens=g.max_new_tokens if args.max_new_tokens is None else args.max_new_tokens,
             seed=args.seed,
         )

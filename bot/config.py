@@ -75,6 +75,7 @@ class ModelConfig:
     batch_wait_ms: int = 10
     max_queue: int = 64
     request_timeout_s: float = 120.0
+    context_tokens: int = 1024
 
 
 @dataclass(frozen=True)
@@ -92,9 +93,13 @@ class GenerationConfig:
     top_p: float = 0.95
     top_k: int = 0
     repetition_penalty: float = 1.15
+    repetition_range: int = 320
+    repetition_slope: float = 0.7
     no_repeat_ngram_size: int = 3
+    no_repeat_ngram_range: int = 128
     max_new_tokens: int = 120
     user_rate: int = 5
+    quality_guard: bool = True
 
 
 @dataclass(frozen=True)
@@ -212,6 +217,7 @@ def parse_config(data: Mapping[str, Any], token: str = "", source: Path | None =
         batch_wait_ms=s.integer("batch_wait_ms", d.batch_wait_ms, 0, 1000),
         max_queue=s.integer("max_queue", d.max_queue, 1, 10_000),
         request_timeout_s=s.number("request_timeout_s", d.request_timeout_s, 1, 840),
+        context_tokens=s.integer("context_tokens", d.context_tokens, 64, 131_072),
     )
     s.done()
 
@@ -247,13 +253,19 @@ def parse_config(data: Mapping[str, Any], token: str = "", source: Path | None =
             1.0,
             caps.max_repetition_penalty,
         ),
+        repetition_range=s.integer("repetition_range", g.repetition_range, 0, 131_072),
+        repetition_slope=s.number("repetition_slope", g.repetition_slope, 0.0, 10.0),
         no_repeat_ngram_size=s.integer("no_repeat_ngram_size", g.no_repeat_ngram_size, 0, 10),
+        no_repeat_ngram_range=s.integer(
+            "no_repeat_ngram_range", g.no_repeat_ngram_range, 0, 131_072
+        ),
         max_new_tokens=s.integer(
             "max_new_tokens", min(g.max_new_tokens, caps.max_new_tokens), 1, caps.max_new_tokens
         ),
         user_rate=s.integer(
             "user_rate", min(g.user_rate, caps.max_user_rate), 1, caps.max_user_rate
         ),
+        quality_guard=s.flag("quality_guard", g.quality_guard),
     )
     s.done()
 

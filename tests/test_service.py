@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from bot.engine import GenerationTimeout
+from bot.engine import GenerationResult, GenerationTimeout
 from bot.errors import (
     EmptyText,
     GuildOnly,
@@ -20,7 +20,7 @@ from bot.errors import (
 )
 from bot.limits import ChannelOrder, RateLimiter
 from bot.service import Actor, StoryService
-from bot.story import MODES, TURN_SEPARATOR, turn_piece
+from bot.story import MODES, TURN_SEPARATOR, encode_open, story_text
 
 GUILD, OTHER_GUILD = 10, 20
 CHANNEL, OTHER_CHANNEL = 100, 101
@@ -91,8 +91,13 @@ async def test_write_starts_a_story_with_the_opening_and_the_models_part(service
     assert record["temperature"] == 0.9 and record["top_p"] == 0.95
     assert record["max_new_tokens"] == MAX_NEW
     assert 1 <= record["new_tokens"] <= MAX_NEW
-    encode = service.engine.tokenizer.encode
-    assert record["prompt_tokens"] == len(encode(opening.text)) + len(encode(TURN_SEPARATOR))
+    # The model saw the framed opening as running text, ending on a paragraph break.
+    framing = MODES["story"].framing(written.story.created_at)
+    seen = encode_open(service.engine.tokenizer, framing + opening.text + TURN_SEPARATOR)
+    assert record["prompt_tokens"] == len(seen)
+    assert seen[-2:] == [198, 198]  # GPT-2's "\n\n" before a word, not 628
+    assert record["repetition_range"] == service.config.generation.repetition_range
+    assert record["no_repeat_ngram_range"] == service.config.generation.no_repeat_ngram_range
     assert record["finish_reason"] in {"eos", "length", "stop"}
 
 
@@ -101,12 +106,13 @@ async def test_write_in_a_mode_uses_its_sampling_and_continue_keeps_it(service):
     more = await service.continue_(member(2))
 
     assert written.story.mode == "poem"
-    assert written.model_turn.settings["temperature"] == 1.0
-    assert more.model_turn.settings["temperature"] == 1.0
-    # The poem preamble is part of what the model sees.
-    encode = service.engine.tokenizer.encode
-    seen = [encode("A poem.\n\n"), encode("Roses in the rain"), encode(TURN_SEPARATOR)]
-    assert written.model_turn.settings["prompt_tokens"] == sum(map(len, seen))
+    poem = MODES["poem"]
+    assert written.model_turn.settings["temperature"] == poem.temperature
+    assert more.model_turn.settings["temperature"] == poem.temperature
+    # The poem's framing is part of what the model sees, never part of what members see.
+    seen = encode_open(service.engine.tokenizer, poem.framing() + "Roses in the rain\n\n")
+    assert written.model_turn.settings["prompt_tokens"] == len(seen)
+    assert poem.framing().strip() not in written.model_turn.text
 
 
 async def test_unknown_mode_is_refused_and_nothing_is_written(service):
@@ -290,9 +296,8 @@ async def test_concurrent_continues_in_one_channel_never_interleave(service):
         assert written.turns == [line, reply]
         # Its context held everything before it, its own line last: one writer at a time.
         before = turns[: line.position + 1]
-        encode = service.engine.tokenizer.encode
-        pieces = [turn_piece(t) for t in before] + [TURN_SEPARATOR]
-        assert reply.settings["prompt_tokens"] == sum(len(encode(p)) for p in pieces)
+        text = MODES["story"].framing() + story_text(before) + TURN_SEPARATOR
+        assert reply.settings["prompt_tokens"] == len(encode_open(service.engine.tokenizer, text))
 
 
 async def test_another_channel_is_served_while_one_channel_waits(service):
@@ -487,7 +492,8 @@ async def test_settings_are_shown_for_the_mode_of_the_channels_story(service):
 
     view = await service.settings(moderator())
 
-    assert (view.resolved["temperature"], view.resolved.origins["temperature"]) == (1.0, "mode")
+    poem = MODES["poem"].temperature
+    assert (view.resolved["temperature"], view.resolved.origins["temperature"]) == (poem, "mode")
     change = await service.set_setting(moderator(), "top_p", None)
     assert change.effective == MODES["poem"].top_p
 
@@ -504,3 +510,106 @@ async def test_a_continue_queued_behind_a_new_write_follows_the_new_story(servic
 
     assert written.story.mode == "news"
     assert written.model_turn.settings["temperature"] == MODES["news"].temperature
+
+
+# -- the quality guard and the context cap -------------------------------------------------------
+
+
+class ScriptedEngine:
+    """The real tokenizer, and parts that come from a script: to drive the quality guard."""
+
+    def __init__(self, real, texts: list[str]) -> None:
+        self.tokenizer = real.tokenizer
+        self.n_positions = real.n_positions
+        self.texts = list(texts)
+        self.requests = []
+
+    async def generate(self, request, on_delta=None):
+        self.requests.append(request)
+        text = self.texts.pop(0)
+        if on_delta is not None:
+            on_delta(text)
+        ids = tuple(self.tokenizer.encode(text))
+        return GenerationResult(text, ids, "eos", len(request.prompt_ids), 0.0, 0.0)
+
+
+class Preview(list):
+    """What a member would see while the part is written: deltas, and restarts."""
+
+    def __call__(self, delta: str) -> None:
+        self.append(delta)
+
+    def restart(self) -> None:
+        self.append("<restart>")
+
+
+JUNK = "1. 2017-08-31 6:45:39 ## 3) 44 -- 5. 12:00 ** 6) 7/8 9.10"
+FLUENT = "She opened the bottle and read the letter twice before she understood it."
+
+
+def guarded(config):
+    return dataclasses.replace(
+        config, generation=dataclasses.replace(config.generation, quality_guard=True)
+    )
+
+
+async def test_a_degenerate_part_is_written_again_before_anyone_sees_it(service):
+    service.config = guarded(service.config)
+    service.engine = ScriptedEngine(service.engine, [JUNK, FLUENT])
+    preview = Preview()
+
+    written = await service.write(member(1), "The keeper found a bottle.", on_progress=preview)
+
+    assert written.model_turn.text == FLUENT
+    first, second = service.engine.requests
+    assert second.prompt_ids == first.prompt_ids  # the same context...
+    assert second.params.temperature < first.params.temperature  # ...with steadier sampling
+    assert preview == [JUNK, "<restart>", FLUENT]  # the preview starts over
+    guard = written.model_turn.settings["guard"]
+    assert guard["kept"] == "retry" and "list" in guard["problems"]
+    assert guard["retry_problems"] == []
+    assert written.model_turn.settings["temperature"] == second.params.temperature
+
+
+async def test_the_guard_keeps_the_first_part_when_the_retry_is_no_better(service):
+    service.config = guarded(service.config)
+    service.engine = ScriptedEngine(service.engine, [JUNK, JUNK + " 11."])
+
+    written = await service.write(member(1), "The keeper found a bottle.")
+
+    assert written.model_turn.text == JUNK
+    assert written.model_turn.settings["guard"]["kept"] == "first"
+    assert len(service.engine.requests) == 2  # never more than one retry
+
+
+async def test_a_fluent_part_is_written_once(service):
+    service.config = guarded(service.config)
+    service.engine = ScriptedEngine(service.engine, [FLUENT])
+
+    written = await service.write(member(1), "The keeper found a bottle.")
+
+    assert written.model_turn.settings["guard"] == {"problems": []}
+    assert len(service.engine.requests) == 1
+
+
+async def test_with_the_guard_off_a_degenerate_part_is_kept_and_its_problems_recorded(service):
+    service.engine = ScriptedEngine(service.engine, [JUNK])
+
+    written = await service.write(member(1), "The keeper found a bottle.")
+
+    assert written.model_turn.text == JUNK
+    assert written.model_turn.settings["guard"]["problems"]
+    assert len(service.engine.requests) == 1
+
+
+async def test_the_context_cap_bounds_what_the_model_reads(config, store, engine, clock):
+    capped = dataclasses.replace(config, model=dataclasses.replace(config.model, context_tokens=96))
+    service = StoryService(capped, store, engine, RateLimiter(clock=clock), clock=clock)
+    await service.write(member(1), "The long story begins here. " * 40)
+    for n in range(3):
+        written = await service.continue_(member(2), f"Line {n} of a story that keeps growing.")
+
+    record = written.model_turn.settings
+    assert record["prompt_tokens"] + record["max_new_tokens"] <= 96
+    assert record["max_new_tokens"] == MAX_NEW
+    assert record["context_truncated"] is True

@@ -139,6 +139,10 @@ class LiveProgress:
             self._shown_at = now
             self._edit = asyncio.create_task(self._show())
 
+    def restart(self) -> None:
+        """The part is being written again: the next preview starts from nothing."""
+        self.text = ""
+
     async def _show(self) -> None:
         preview = safe(self.prefix + self.text)[-(MESSAGE_LIMIT - len(WRITING)) :]
         with contextlib.suppress(discord.HTTPException):

@@ -76,7 +76,8 @@ def bot_config(tmp_path, tiny_model_dir, world) -> Config:
         discord=DiscordConfig(dev_guild_ids=(world.guild.id, world.second_guild.id)),
         model=ModelConfig(name=str(tiny_model_dir), device="cpu", batch_wait_ms=5),
         database=DatabaseConfig(path=tmp_path / "storybot.db"),
-        generation=GenerationConfig(max_new_tokens=40, user_rate=30),
+        # The guard would rewrite every part of random weights (tests/test_quality.py has it).
+        generation=GenerationConfig(max_new_tokens=40, user_rate=30, quality_guard=False),
     )
 
 
