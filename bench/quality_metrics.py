@@ -61,6 +61,10 @@ _STOPWORDS = frozenset(
     """.split()  # noqa: SIM905 (a word list reads better as text)
 )
 
+_SIGN_OFF = re.compile(
+    r"\b(?:regards|wishes|thanks|thank you|sincerely|cheers|best|love|care|soon|yours)[,!.]?$",
+    re.IGNORECASE,
+)
 _FRAMING_LABEL = re.compile(r"^\s*(?:title|genre|subject)\s*:", re.IGNORECASE | re.MULTILINE)
 
 
@@ -76,6 +80,8 @@ def ends_cleanly(text: str, by_line: bool = False) -> bool:
             return False
         # A straight quote opens a quotation when nothing or a space comes before it: 'He said, "'.
         return not (text[-1] in "\"'" and (len(text) == 1 or text[-2].isspace()))
+    if _signed(text):
+        return True
     core = text.rstrip(_CLOSERS)
     if not core.endswith((".", "!", "?")):
         return False  # also catches "…", the model trailing off
@@ -88,6 +94,14 @@ def ends_cleanly(text: str, by_line: bool = False) -> bool:
         if core[-2:-1].isdigit() or last_token in _ABBREVIATIONS:
             return False
     return True
+
+
+def _signed(text: str) -> bool:
+    """Whether the text ends on a letter's sign-off and a short signature ("Best regards,\nAlex")."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (
+        len(lines) >= 2 and len(lines[-1].split()) <= 4 and _SIGN_OFF.search(lines[-2]) is not None
+    )
 
 
 def distinct_n(texts: Sequence[str], n: int) -> float:

@@ -228,6 +228,7 @@ _ABBREVIATIONS = frozenset(
 # A run of sentence punctuation and its closing quotes or brackets, before a space or the end.
 _SENTENCE_END = re.compile(r"""[.!?…]+["'”’)\]*]*(?=\s|$)""")
 _UNFINISHED = ",;:-–—(\"'“‘"
+_CLOSERS = "\"'”’)]*"
 
 
 @dataclass(frozen=True)
@@ -261,9 +262,12 @@ def clean_output(text: str, mode: Mode, finished: bool, framing: str = "") -> Cl
     if mode.by_line and (line_end := text.rfind("\n")) >= enough:
         kept = text[:line_end].rstrip()
         return Cleaned(kept, dropped=len(text) - len(kept))
+    # A full stop, "!" or "?" reads as an ending; an ellipsis only as the model trailing off.
     ends = sentence_ends(text)
-    if ends and ends[-1] >= enough:
-        return Cleaned(text[: ends[-1]], dropped=len(text) - ends[-1])
+    firm = [end for end in ends if not text[:end].rstrip(_CLOSERS).endswith(("…", ".."))]
+    for end in (firm[-1] if firm else 0, ends[-1] if ends else 0):
+        if end and end >= enough:
+            return Cleaned(text[:end], dropped=len(text) - end)
     # No clean end late enough: keep whole words (the last may be unfinished) and say so.
     last_space = re.search(r"\s\S*$", text)
     kept = (text[: last_space.start()] if last_space else text).rstrip(_UNFINISHED + " \n")

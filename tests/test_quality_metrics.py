@@ -183,3 +183,9 @@ def test_copied_span_is_fast_on_a_long_context():
     started = time.perf_counter()
     assert copied_span(part, context) >= 60
     assert time.perf_counter() - started < 1.0
+
+
+def test_a_letter_ending_on_its_signature_ends_cleanly():
+    assert ends_cleanly("See you next week!\nBest regards,\nAlex")
+    assert ends_cleanly("Thanks again.\n\nTake care,\nEleanor Smith")
+    assert not ends_cleanly("We will meet on Friday and\nAlex")

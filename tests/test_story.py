@@ -593,3 +593,12 @@ def test_story_text_joins_visible_turns_and_skips_deleted_ones():
     turns = make_turns("Once.", "Twice.", "Thrice.", deleted=(1,))
 
     assert story_text(turns) == "Once.\n\nThrice."
+
+
+def test_a_cut_part_prefers_a_firm_sentence_end_to_an_ellipsis():
+    text = "The rain had stopped by noon. She waited and waited for the bus... and then the"
+    firm = "The rain had stopped by noon. She waited and waited by the gate for the bus to come."
+    trailing = firm + " Nobody came... and then the"
+
+    assert clean_output(text, STORY, finished=False).text.endswith("for the bus...")
+    assert clean_output(trailing, STORY, finished=False).text == firm
