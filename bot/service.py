@@ -142,7 +142,7 @@ class StoryService:
         on_progress: Progress | None = None,
     ) -> Written:
         """Start a new story in the channel (archiving its previous one) and write its first part."""
-        prompt = prompt.strip()
+        prompt = _scrubbed(prompt)
         chosen = self.mode(mode)
         self._check_text("prompt", prompt)
         settings = await self._settings(actor, chosen)
@@ -162,7 +162,7 @@ class StoryService:
         self, actor: Actor, text: str | None = None, on_progress: Progress | None = None
     ) -> Written:
         """Add the member's line (if any) to the channel's story, then the model's next part."""
-        text = (text or "").strip()
+        text = _scrubbed(text or "")
         if text:
             self._check_text("text", text)
         story = await self._active(actor)
@@ -396,6 +396,11 @@ class _Attempt:
     deadline: float
     saved: str | None
     on_progress: Progress | None
+
+
+def _scrubbed(text: str) -> str:
+    """Member text made safe to encode: a lone surrogate (no character at all) becomes U+FFFD."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").strip()
 
 
 def _steadier(params: SamplingParams) -> SamplingParams:

@@ -28,14 +28,15 @@ class SettingSpec:
     integer: bool
     minimum: float
     maximum: float
+    smallest: float = 0.0  # the least value above zero that still makes sense
 
     def parse(self, raw: str | float) -> float | int:
         """Turn a typed-in value into a number in range, or explain what is allowed."""
         allowed = f"`{self.key}` takes {self.range_text()}"
         shown = _quoted(raw)
         try:
-            value = float(raw)
-        except (TypeError, ValueError):
+            value = float(raw) + 0.0  # + 0.0 turns -0 into 0
+        except (TypeError, ValueError, OverflowError):
             raise InvalidSetting(f"{shown} is not a number; {allowed}.") from None
         if not math.isfinite(value):
             raise InvalidSetting(f"{shown} is not a number; {allowed}.")
@@ -45,6 +46,8 @@ class SettingSpec:
             value = int(value)
         if not self.minimum <= value <= self.maximum:
             raise InvalidSetting(f"{shown} is out of range; {allowed}.")
+        if 0 < value < self.smallest:
+            raise InvalidSetting(f"{shown} is too small to mean anything; {allowed}.")
         return value
 
     def clamp(self, value: Any) -> float | int:
@@ -53,6 +56,8 @@ class SettingSpec:
 
     def range_text(self) -> str:
         kind = "a whole number" if self.integer else "a number"
+        if self.smallest and self.minimum == 0:
+            return f"0, or {kind} from {_num(self.smallest)} to {_num(self.maximum)}"
         return f"{kind} from {_num(self.minimum)} to {_num(self.maximum)}"
 
 
@@ -60,7 +65,7 @@ def setting_specs(caps: CapsConfig) -> dict[str, SettingSpec]:
     """Every setting a moderator may change, bounded by the host's caps."""
     specs = (
         SettingSpec("temperature", "randomness of the writing; 0 always picks the likeliest word",
-                    False, 0.0, caps.max_temperature),
+                    False, 0.0, caps.max_temperature, smallest=0.05),
         SettingSpec("top_p", "nucleus sampling: keep the likeliest words up to this share",
                     False, 0.01, 1.0),
         SettingSpec("max_new_tokens", "how many tokens the bot writes per turn",

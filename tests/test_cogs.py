@@ -425,7 +425,7 @@ async def test_an_out_of_range_value_is_explained_privately(bot, manager):
 
     [(kind, message)] = interaction.sent
     assert kind == "respond" and message["ephemeral"]
-    assert "`temperature` takes a number from 0 to 1.5" in message["content"]
+    assert "`temperature` takes 0, or a number from 0.05 to 1.5" in message["content"]
     assert await bot.services.store.settings(GUILD_ID, CHANNEL_ID) == ({}, {})
 
 

@@ -55,7 +55,7 @@ async def test_a_whole_session(service):
     assert "[opening] Once upon a time, a fox found a key." in printed
     assert "[you] The key opened a door." in printed
     assert "temperature (server) = 0.5" in printed
-    assert "! `9` is out of range; `temperature` takes a number from 0 to 1.5." in printed
+    assert "! `9` is out of range; `temperature` takes 0, or a number from 0.05 to 1.5." in printed
     assert "Unknown command '/frobnicate'. Type /help for the list." in printed
     assert sum(line.startswith("[model] ") for line in printed) == 3
 
@@ -105,11 +105,11 @@ async def test_settings_show_set_for_a_channel_and_reset(service):
     printed = output.splitlines()
     assert "max_new_tokens (channel) = 4" in printed
     assert "temperature (server) = 0.25" in printed
-    assert "  temperature = 0.25 (server)  a number from 0 to 1.5" in printed
+    assert "  temperature = 0.25 (server)  0, or a number from 0.05 to 1.5" in printed
     assert "  max_new_tokens = 4 (channel)  a whole number from 1 to 400" in printed
     assert "  user_rate = 5 (host)  a whole number from 1 to 30" in printed
     assert "temperature (server) reset; now 0.9" in printed
-    assert "  temperature = 0.9 (host)  a number from 0 to 1.5" in printed  # a bare /settings shows
+    assert "  temperature = 0.9 (host)  0, or a number from 0.05 to 1.5" in printed  # a bare /settings shows
 
 
 async def test_write_again_archives_and_says_so(service):

@@ -373,3 +373,30 @@ async def test_a_crash_while_admitting_fails_those_requests_instead_of_losing_th
     assert failed and len({id(e) for e in failed}) == len(failed)  # one error object each
     assert all(isinstance(r, EngineUnavailable) or r.token_ids for r in results)
     assert len((await engine.generate(requests[0])).token_ids) == GREEDY.max_new_tokens
+
+
+async def test_out_of_memory_inside_the_forward_pass_is_recovered_by_halving(engine):
+    """The error comes from deep in the real model's forward, after some layers wrote the cache."""
+    requests = [
+        GenerationRequest(ids(engine, p), SamplingParams(temperature=0, max_new_tokens=10))
+        for p in ["One", "Two fish", "Three blind mice", "Four score and seven"]
+    ]
+    solo = [await engine.generate(r) for r in requests]
+    sizes = []
+
+    def little_memory(module, args, kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        if hidden.shape[1] == 1:  # a decoding step, not a prefill
+            sizes.append(hidden.shape[0])
+            if hidden.shape[0] > 2:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated, inside forward)")
+
+    last_block = engine.loaded.model.transformer.h[-1]
+    hook = last_block.register_forward_pre_hook(little_memory, with_kwargs=True)
+    try:
+        together = await asyncio.gather(*(engine.generate(r) for r in requests))
+    finally:
+        hook.remove()
+    assert [r.token_ids for r in together] == [r.token_ids for r in solo]
+    assert max(sizes) > 2 and engine.stats().batch_cap <= 2
+    assert engine.stats().restarts == 0

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from bot.engine import GenerationResult, GenerationTimeout
+from bot.engine import EngineBusy, GenerationResult, GenerationTimeout
 from bot.errors import (
     EmptyText,
     GuildOnly,
@@ -428,7 +428,7 @@ async def test_resetting_a_setting_goes_back_to_the_default(service):
     ("key", "value", "says"),
     [
         ("temprature", "0.5", "There is no setting `temprature`"),
-        ("temperature", "9", "`temperature` takes a number from 0 to 1.5"),
+        ("temperature", "9", "`temperature` takes 0, or a number from 0.05 to 1.5"),
         ("temperature", "warm", "`warm` is not a number"),
         ("max_new_tokens", "1.5", "not a whole number"),
         ("max_new_tokens", "401", "from 1 to 400"),
@@ -485,6 +485,26 @@ async def test_an_engine_failure_without_a_line_does_not_claim_one_was_saved(ser
         await service.continue_(member(1))
 
     assert "saved" not in caught.value.user_message
+
+
+class BusyEngine(FailingEngine):
+    """The real tokenizer, but the writer's queue is always full."""
+
+    async def generate(self, request, on_delta=None):
+        self.calls += 1
+        raise EngineBusy(64, 12.3)
+
+
+async def test_a_full_queue_says_busy_when_to_retry_and_that_the_line_is_saved(service):
+    await service.write(member(1), "Start")
+    service.engine = BusyEngine(service.engine)
+
+    with pytest.raises(EngineBusy) as caught:
+        await service.continue_(member(1), "my line")
+
+    message = caught.value.user_message
+    assert "busy" in message and "about 13 seconds" in message
+    assert "Your line is saved" in message
 
 
 async def test_settings_are_shown_for_the_mode_of_the_channels_story(service):
@@ -613,3 +633,11 @@ async def test_the_context_cap_bounds_what_the_model_reads(config, store, engine
     assert record["prompt_tokens"] + record["max_new_tokens"] <= 96
     assert record["max_new_tokens"] == MAX_NEW
     assert record["context_truncated"] is True
+
+
+async def test_a_lone_surrogate_in_member_text_is_replaced_not_crashed_on(service):
+    written = await service.write(member(1), "A broken \ud800 character")
+    more = await service.continue_(member(1), "and \udfff another")
+
+    assert written.turns[0].text == "A broken \ufffd character"
+    assert more.turns[0].text == "and \ufffd another"

@@ -53,8 +53,8 @@ def test_values_in_range_are_accepted(key, raw, value):
 @pytest.mark.parametrize(
     ("key", "raw", "allowed"),
     [
-        ("temperature", "9", "`temperature` takes a number from 0 to 1.5"),
-        ("temperature", "-0.1", "`temperature` takes a number from 0 to 1.5"),
+        ("temperature", "9", "`temperature` takes 0, or a number from 0.05 to 1.5"),
+        ("temperature", "-0.1", "`temperature` takes 0, or a number from 0.05 to 1.5"),
         ("top_p", "0", "`top_p` takes a number from 0.01 to 1"),
         ("max_new_tokens", "401", "`max_new_tokens` takes a whole number from 1 to 400"),
         ("max_new_tokens", "0", "`max_new_tokens` takes a whole number from 1 to 400"),
@@ -76,7 +76,7 @@ def test_text_that_is_not_a_number_is_refused(raw):
         SPECS["temperature"].parse(raw)
 
     assert "is not a number" in caught.value.user_message
-    assert "`temperature` takes a number from 0 to 1.5" in caught.value.user_message
+    assert "`temperature` takes 0, or a number from 0.05 to 1.5" in caught.value.user_message
 
 
 @pytest.mark.parametrize("key", ["max_new_tokens", "user_rate"])
@@ -141,6 +141,28 @@ def test_stored_values_are_clamped_when_the_host_lowers_a_cap():
 
 
 def test_range_text_reads_naturally():
-    assert SPECS["temperature"].range_text() == "a number from 0 to 1.5"
+    assert SPECS["temperature"].range_text() == "0, or a number from 0.05 to 1.5"
     assert SPECS["top_p"].range_text() == "a number from 0.01 to 1"
     assert SPECS["max_new_tokens"].range_text() == "a whole number from 1 to 400"
+
+
+def test_a_huge_whole_number_is_refused_not_crashed_on():
+    with pytest.raises(InvalidSetting) as caught:
+        SPECS["max_new_tokens"].parse(10**400)
+
+    assert "is not a number" in caught.value.user_message
+
+
+@pytest.mark.parametrize("raw", ["5e-324", "0.001", "0.049"])
+def test_a_temperature_too_small_to_mean_anything_is_refused(raw):
+    with pytest.raises(InvalidSetting) as caught:
+        SPECS["temperature"].parse(raw)
+
+    assert "too small" in caught.value.user_message
+    assert "0, or a number from 0.05" in caught.value.user_message
+
+
+def test_minus_zero_is_stored_as_zero():
+    value = SPECS["temperature"].parse("-0")
+
+    assert value == 0 and str(value) == "0.0"

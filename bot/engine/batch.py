@@ -89,7 +89,7 @@ class Batch:
                 use_cache=True,
             )
         except BaseException:
-            self.cache.crop(before)  # layers that ran already appended this step
+            _truncate(self.cache, before)  # layers that ran already appended this step
             raise
         self.cache, self.mask = out.cache, mask
         return out.logits[:, -1]
@@ -126,3 +126,11 @@ def _pad_left(cache, n: int) -> None:
     for layer in cache.layers:
         layer.keys = F.pad(layer.keys, (0, 0, n, 0))
         layer.values = F.pad(layer.values, (0, 0, n, 0))
+
+
+def _truncate(cache, length: int) -> None:
+    """Cut every layer of ``cache`` back to ``length`` positions (those past it are dropped)."""
+    for layer in cache.layers:
+        if getattr(layer, "keys", None) is not None and layer.keys.shape[-2] > length:
+            layer.keys = layer.keys[:, :, :length]
+            layer.values = layer.values[:, :, :length]

@@ -101,6 +101,10 @@ class EngineBusy(EngineError):
         )
         super().__init__(f"engine queue is full ({depth} waiting, ~{estimated_wait_s:.0f}s wait)")
 
+    def __reduce__(self):
+        # Copies (one per waiting member, with their own note) are made from the arguments.
+        return type(self), (self.depth, self.estimated_wait_s), self.__dict__
+
 
 class GenerationTimeout(EngineError):
     """The request passed its deadline before it finished."""
