@@ -354,17 +354,19 @@ async def test_a_short_request_overtakes_a_long_one_only_with_continuous_batchin
 async def test_a_crash_while_admitting_fails_those_requests_instead_of_losing_them(
     engine, monkeypatch
 ):
-    real_prefill = Batch.prefill
+    # The model failing on one request fails only that one (below); a fault in the engine's own
+    # bookkeeping stops the worker, and what it was admitting must not be lost.
+    real_add = Batch.add
     crashes = 1
 
-    def prefill_then_crash(self, context):
+    def add_then_crash(self, row, cache):
         nonlocal crashes
         if crashes:
             crashes -= 1
-            raise RuntimeError("a CUDA error")
-        return real_prefill(self, context)
+            raise RuntimeError("a bug in splicing")
+        return real_add(self, row, cache)
 
-    monkeypatch.setattr(Batch, "prefill", prefill_then_crash)
+    monkeypatch.setattr(Batch, "add", add_then_crash)
     requests = [GenerationRequest(ids(engine, p), GREEDY) for p in ("One", "Two", "Three")]
     results = await asyncio.wait_for(
         asyncio.gather(*(engine.generate(r) for r in requests), return_exceptions=True), timeout=10
@@ -399,4 +401,54 @@ async def test_out_of_memory_inside_the_forward_pass_is_recovered_by_halving(eng
         hook.remove()
     assert [r.token_ids for r in together] == [r.token_ids for r in solo]
     assert max(sizes) > 2 and engine.stats().batch_cap <= 2
+    assert engine.stats().restarts == 0
+
+
+def fault_in_forward(engine, should_fail):
+    """A forward pre-hook on the real model that raises when ``should_fail(input_ids)`` says so."""
+
+    def hook(module, args, kwargs):
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        if should_fail(input_ids):
+            raise RuntimeError("injected model fault")
+
+    return engine.loaded.model.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+async def test_a_failing_step_retries_each_row_alone_and_nobody_fails(engine):
+    requests = [
+        GenerationRequest(ids(engine, p), SamplingParams(temperature=0, max_new_tokens=10))
+        for p in ["One", "Two fish", "Three blind mice", "Four score and seven"]
+    ]
+    solo = [await engine.generate(r) for r in requests]
+    faults = []
+
+    def transient(input_ids) -> bool:
+        decoding_together = input_ids.shape[1] == 1 and input_ids.shape[0] > 1
+        if decoding_together and len(faults) < 3:
+            faults.append(input_ids.shape[0])
+            return True
+        return False
+
+    hook = fault_in_forward(engine, transient)
+    try:
+        together = await asyncio.gather(*(engine.generate(r) for r in requests))
+    finally:
+        hook.remove()
+    assert len(faults) == 3
+    assert [r.token_ids for r in together] == [r.token_ids for r in solo]
+    assert engine.stats().failed == 0 and engine.stats().restarts == 0
+
+
+async def test_a_request_the_model_always_fails_on_fails_alone(engine):
+    poison = 31337
+    hook = fault_in_forward(engine, lambda input_ids: bool((input_ids == poison).any()))
+    try:
+        bad = engine.generate(GenerationRequest((464, poison, 3290), GREEDY))
+        good = [engine.generate(GenerationRequest(ids(engine, p), GREEDY)) for p in ("A", "B c")]
+        results = await asyncio.gather(bad, *good, return_exceptions=True)
+    finally:
+        hook.remove()
+    assert isinstance(results[0], GenerationFailed)
+    assert [len(r.token_ids) for r in results[1:]] == [GREEDY.max_new_tokens] * 2
     assert engine.stats().restarts == 0

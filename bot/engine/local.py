@@ -296,6 +296,10 @@ class LocalEngine:
             self._release_memory()
             self._fail(row.pending, GenerationFailed("out of memory on a single request"))
             return
+        except Exception as error:  # this request's fault: it fails, the batch goes on
+            log.exception("the model failed on one request while admitting it")
+            self._fail(row.pending, GenerationFailed(f"the model failed: {error!r}"))
+            return
         if not row.generated:
             token = self._chooser.choose(logits.unsqueeze(0), [row.sampler])[0]
             if self._accept(row, token):
@@ -343,6 +347,10 @@ class LocalEngine:
             self._release_memory()
             self._on_out_of_memory(batch)
             return
+        except Exception:
+            log.exception("a decoding step failed with %d rows; retrying each alone", len(batch))
+            self._step_alone(batch)
+            return
         tokens = self._chooser.choose(logits, [r.sampler for r in batch.rows])
         batch.keep(
             [
@@ -355,6 +363,23 @@ class LocalEngine:
         if self._good_steps >= 100 and self._batch_cap < self.config.max_batch_size:
             self._batch_cap += 1
             self._good_steps = 0
+
+    def _step_alone(self, batch: Batch) -> None:
+        """After a failed step, take each row's step alone, so that only a faulty row fails.
+
+        A row's step alone is a prefill of all its tokens: the same next-token logits, and a fresh
+        cache with which it rejoins the batch.
+        """
+        for row in batch.clear():
+            try:
+                cache, logits = batch.prefill(row.ids)
+            except Exception as error:
+                self._release_memory()
+                self._fail(row.pending, GenerationFailed(f"the model failed: {error!r}"))
+                continue
+            token = self._chooser.choose(logits.unsqueeze(0), [row.sampler])[0]
+            if not self._accept(row, token):
+                batch.add(row, cache)
 
     def _on_out_of_memory(self, batch: Batch) -> None:
         rows = batch.clear()
