@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from bot.config import CONFIG_ENV, TOKEN_ENV, Config, ConfigError, load_config
+from bot.logsafety import configure_logging
 
 log = logging.getLogger("storybot")
 
@@ -28,12 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
     config_help = f"TOML config file (default: ${CONFIG_ENV}, else built-in defaults)"
     parser = argparse.ArgumentParser(prog="storybot", description=__doc__)
     parser.add_argument("--config", help=config_help)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    verbose_help = "log debug details (-vv: also Discord payloads, which hold members' text)"
+    parser.add_argument("-v", "--verbose", action="count", default=0, help=verbose_help)
     # The same options after the command too; SUPPRESS keeps one given before it.
     shared = argparse.ArgumentParser(add_help=False)
     shared.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
     shared.add_argument(
-        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug details"
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help=verbose_help
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -62,16 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    redactor = configure_logging(args.verbose)
     try:
         config = load_config(args.config)
     except ConfigError as error:
         print(f"storybot: configuration error: {error}", file=sys.stderr)
         return 2
+    redactor.secrets += (config.token.reveal(),) if config.token else ()
     if getattr(args, "model", None):
         config = dataclasses.replace(
             config, model=dataclasses.replace(config.model, name=args.model)

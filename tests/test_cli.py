@@ -148,4 +148,5 @@ def test_config_may_come_before_or_after_the_command():
     assert parser.parse_args(["--config", "a.toml", "run"]).config == "a.toml"
     assert parser.parse_args(["run", "--config", "b.toml"]).config == "b.toml"
     assert parser.parse_args(["run"]).config is None
-    assert parser.parse_args(["-v", "check"]).verbose is True
+    assert parser.parse_args(["-v", "check"]).verbose == 1
+    assert parser.parse_args(["check", "-vv"]).verbose == 2

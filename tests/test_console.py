@@ -109,7 +109,9 @@ async def test_settings_show_set_for_a_channel_and_reset(service):
     assert "  max_new_tokens = 4 (channel)  a whole number from 1 to 400" in printed
     assert "  user_rate = 5 (host)  a whole number from 1 to 30" in printed
     assert "temperature (server) reset; now 0.9" in printed
-    assert "  temperature = 0.9 (host)  0, or a number from 0.05 to 1.5" in printed  # a bare /settings shows
+    assert (
+        "  temperature = 0.9 (host)  0, or a number from 0.05 to 1.5" in printed
+    )  # a bare /settings shows
 
 
 async def test_write_again_archives_and_says_so(service):
