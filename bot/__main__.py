@@ -95,15 +95,31 @@ async def run(config: Config, args) -> int:
     from bot.app import create_bot
 
     bot = create_bot(config)
+    main_task = asyncio.current_task()
+    stopping = []
+
+    def stop() -> None:
+        """SIGTERM or Ctrl-C: a graceful stop once serving, else give up starting."""
+        if stopping:
+            return
+        if bot.services is None:  # still starting: nobody is waiting for a part yet
+            stopping.append(main_task.cancel())
+        else:
+            stopping.append(asyncio.ensure_future(bot.shutdown()))
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
+        loop.add_signal_handler(sig, stop)
     try:
-        async with bot:
+        async with bot:  # leaving it closes the bot, and the services if they were opened
             await bot.start(config.token.reveal())
     except discord.LoginFailure:
         print(f"Discord refused the token in {TOKEN_ENV}: check it and try again.", file=sys.stderr)
         return 2
+    except asyncio.CancelledError:
+        if not stopping:
+            raise
+        log.info("stopped while starting")
     return 0
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import discord
 from discord import app_commands
@@ -17,6 +19,9 @@ log = logging.getLogger(__name__)
 EXTENSIONS = ("bot.cogs.story", "bot.cogs.settings")
 PUBLIC_DEFERRAL = "storybot.public_deferral"
 APOLOGY = "Sorry, something went wrong on my side. The error has been logged; please try again."
+RESTARTING = "I'm restarting right now. Please try again in a minute."
+# After the drain, parts cut short still have to be saved and shown before the bot goes.
+CUT_SHORT_GRACE_S = 5.0
 
 
 class StoryBot(commands.Bot):
@@ -32,7 +37,10 @@ class StoryBot(commands.Bot):
         self.config = config
         self._open_services = open_services
         self.services = None
+        self.draining = False
+        self._in_flight: set[asyncio.Task] = set()
         self.tree.on_error = self.on_app_command_error
+        self.tree.interaction_check = self._admit_interaction
 
     @property
     def service(self):
@@ -58,6 +66,41 @@ class StoryBot(commands.Bot):
             if self.services is not None:
                 services, self.services = self.services, None
                 await services.close()
+
+    async def shutdown(self) -> None:
+        """Stop gracefully: refuse new interactions, let parts being written finish within the
+        drain limit (then cut them short: what was written is saved and shown), then close the
+        connection, the engine and the store, in that order."""
+        if self.draining:
+            return
+        self.draining = True
+        waiting = set(self._in_flight)
+        log.info(
+            "stopping: waiting up to %gs for %d parts", self.config.discord.drain_s, len(waiting)
+        )
+        if waiting:
+            _, waiting = await asyncio.wait(waiting, timeout=self.config.discord.drain_s)
+        if waiting and self.services is not None:
+            log.info("cutting %d parts short", len(waiting))
+            self.services.engine.cut_short()
+            await asyncio.wait(waiting, timeout=CUT_SHORT_GRACE_S)
+        await self.close()
+
+    @contextlib.contextmanager
+    def part_in_flight(self) -> Iterator[None]:
+        """Mark the running command as writing a part, which a graceful stop waits for."""
+        task = asyncio.current_task()
+        self._in_flight.add(task)
+        try:
+            yield
+        finally:
+            self._in_flight.discard(task)
+
+    async def _admit_interaction(self, interaction: discord.Interaction) -> bool:
+        if self.draining:
+            await send_ephemeral(interaction, RESTARTING)
+            return False
+        return True
 
     async def on_ready(self) -> None:
         log.info("connected as %s (%s) to %d servers", self.user, self.user.id, len(self.guilds))

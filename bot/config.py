@@ -59,6 +59,7 @@ class DiscordConfig:
 
     dev_guild_ids: tuple[int, ...] = ()
     moderator_role_ids: tuple[int, ...] = ()
+    drain_s: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,9 @@ def parse_config(data: Mapping[str, Any], token: str = "", source: Path | None =
 
     s = _Section("discord", data.get("discord", {}))
     discord = DiscordConfig(
-        dev_guild_ids=s.ids("dev_guild_ids"), moderator_role_ids=s.ids("moderator_role_ids")
+        dev_guild_ids=s.ids("dev_guild_ids"),
+        moderator_role_ids=s.ids("moderator_role_ids"),
+        drain_s=s.number("drain_s", DiscordConfig.drain_s, 0, 600),
     )
     s.done()
 

@@ -323,7 +323,7 @@ class StoryService:
         attempt = _Attempt(context, mode, framing, deadline, saved, on_progress)
         result, cleaned, problems = await self._attempt(attempt, params)
         guard: dict[str, object] = {"problems": list(problems)}
-        if problems and host.quality_guard:
+        if problems and host.quality_guard and result.finish_reason != "interrupted":
             # Degenerate: write it once more with steadier sampling, before anyone sees it.
             steadier = _steadier(params)
             if on_progress is not None:
@@ -380,7 +380,7 @@ class StoryService:
                 "use `/continue` to have me try again."
             )
             raise noted from error
-        finished = result.finish_reason != "length"
+        finished = result.finish_reason not in ("length", "interrupted")
         cleaned = clean_output(result.text, attempt.mode, finished, attempt.framing)
         problems = assess(cleaned.text, attempt.context.text, result.token_ids, attempt.context.ids)
         return result, cleaned, problems

@@ -11,6 +11,7 @@ import torch
 
 from bot.engine import (
     EngineBusy,
+    EngineStopping,
     EngineUnavailable,
     GenerationFailed,
     GenerationRequest,
@@ -452,3 +453,34 @@ async def test_a_request_the_model_always_fails_on_fails_alone(engine):
     assert isinstance(results[0], GenerationFailed)
     assert [len(r.token_ids) for r in results[1:]] == [GREEDY.max_new_tokens] * 2
     assert engine.stats().restarts == 0
+
+
+async def test_cut_short_ends_rows_with_what_they_have_and_refuses_what_has_not_started(
+    config, tiny_loaded, monkeypatch
+):
+    engine = await started(config, tiny_loaded, max_batch_size=1, batch_wait_ms=0)
+    real_step = Batch.step
+
+    def slow_step(self):
+        time.sleep(0.02)
+        return real_step(self)
+
+    monkeypatch.setattr(Batch, "step", slow_step)
+    try:
+        long = SamplingParams(temperature=0, max_new_tokens=500, min_new_tokens=500)
+        writing = asyncio.ensure_future(engine.generate(GenerationRequest(ids(engine, "A"), long)))
+        waiting = asyncio.ensure_future(engine.generate(GenerationRequest(ids(engine, "B"), long)))
+        while engine.stats().active == 0:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+
+        engine.cut_short()
+        done = await asyncio.wait_for(writing, timeout=5)
+        with pytest.raises(EngineStopping):
+            await asyncio.wait_for(waiting, timeout=5)
+        with pytest.raises(EngineStopping):
+            await engine.generate(GenerationRequest(ids(engine, "C"), GREEDY))
+    finally:
+        await engine.close()
+    assert done.finish_reason == "interrupted"
+    assert 0 < len(done.token_ids) < 500

@@ -20,6 +20,7 @@ MODE_CHOICES = [
 SHOW_CHUNKS = 5
 PROGRESS_EVERY_S = 1.5
 WRITING = " ✍️"  # ends a preview of a part still being written
+CUT_SHORT = "*(cut short: I'm restarting. It is saved; `/continue` in a minute goes on from here.)*"
 
 
 def actor_of(bot: StoryBot, interaction: discord.Interaction) -> Actor:
@@ -53,17 +54,21 @@ class StoryCog(commands.Cog):
     ) -> None:
         """Start a new story in this channel (the previous one is archived)."""
         await defer_public(interaction)
-        progress = LiveProgress(interaction, prefix=f"{prompt}\n\n")
-        try:
-            written = await self.bot.service.write(
-                actor_of(self.bot, interaction), prompt, mode, on_progress=progress
+        with self.bot.part_in_flight():
+            progress = LiveProgress(interaction, prefix=f"{prompt}\n\n")
+            try:
+                written = await self.bot.service.write(
+                    actor_of(self.bot, interaction), prompt, mode, on_progress=progress
+                )
+            finally:
+                await progress.stop()
+            header = (
+                f"📖 **A new {written.story.mode}** begun by {safe(interaction.user.display_name)}"
             )
-        finally:
-            await progress.stop()
-        header = f"📖 **A new {written.story.mode}** begun by {safe(interaction.user.display_name)}"
-        if written.archived:
-            header += f" (the previous story, “{safe(written.archived.title[:60])}”, is archived)"
-        await self._send(interaction, header, [(None, t.text) for t in written.turns])
+            if written.archived:
+                title = safe(written.archived.title[:60])
+                header += f" (the previous story, “{title}”, is archived)"
+            await self._send(interaction, header, [(None, t.text) for t in written.turns], written)
 
     @app_commands.command(name="continue")
     @app_commands.guild_only()
@@ -73,14 +78,15 @@ class StoryCog(commands.Cog):
     ) -> None:
         """Add to this channel's story and let the bot write the next part."""
         await defer_public(interaction)
-        progress = LiveProgress(interaction, prefix=f"{text}\n\n" if text else "")
-        try:
-            written = await self.bot.service.continue_(
-                actor_of(self.bot, interaction), text, on_progress=progress
-            )
-        finally:
-            await progress.stop()
-        await self._send(interaction, None, self._parts(interaction, written))
+        with self.bot.part_in_flight():
+            progress = LiveProgress(interaction, prefix=f"{text}\n\n" if text else "")
+            try:
+                written = await self.bot.service.continue_(
+                    actor_of(self.bot, interaction), text, on_progress=progress
+                )
+            finally:
+                await progress.stop()
+            await self._send(interaction, None, self._parts(interaction, written), written)
 
     @app_commands.command(name="story")
     @app_commands.guild_only()
@@ -105,9 +111,13 @@ class StoryCog(commands.Cog):
         ]
 
     @staticmethod
-    async def _send(interaction: discord.Interaction, header: str | None, parts) -> None:
+    async def _send(
+        interaction: discord.Interaction, header: str | None, parts, written: Written
+    ) -> None:
         """The answer to a deferral: the first chunk replaces it, the rest follow."""
         body = story_part(parts)
+        if written.model_turn.settings.get("finish_reason") == "interrupted":
+            body += f"\n\n{CUT_SHORT}"
         first, *rest = split_message(f"{header}\n\n{body}" if header else body)
         await interaction.edit_original_response(content=first)
         # The part is shown: an error from here on must not delete it.

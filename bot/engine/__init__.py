@@ -4,6 +4,7 @@ from bot.engine.local import EngineStats, LocalEngine
 from bot.engine.types import (
     EngineBusy,
     EngineError,
+    EngineStopping,
     EngineUnavailable,
     GenerationFailed,
     GenerationRequest,
@@ -16,6 +17,7 @@ __all__ = [
     "EngineBusy",
     "EngineError",
     "EngineStats",
+    "EngineStopping",
     "EngineUnavailable",
     "GenerationFailed",
     "GenerationRequest",

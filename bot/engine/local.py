@@ -27,7 +27,9 @@ from bot.engine.sampling import RowSampler, StopRule, TextStream, TokenChooser
 from bot.engine.types import (
     EngineBusy,
     EngineError,
+    EngineStopping,
     EngineUnavailable,
+    FinishReason,
     GenerationFailed,
     GenerationRequest,
     GenerationResult,
@@ -102,6 +104,7 @@ class LocalEngine:
         self._queue: collections.deque[_Pending] = collections.deque()
         self._cond = threading.Condition()
         self._closing = False
+        self._cutting = False  # cut_short() was called: rows end now, nothing new starts
         self._thread: threading.Thread | None = None
         self._batch: Batch | None = None
         self._resume: list[Row] = []
@@ -136,6 +139,14 @@ class LocalEngine:
             await asyncio.to_thread(self._thread.join)
             self._thread = None
         self._fail_everything(lambda: EngineUnavailable("the engine was closed"))
+
+    def cut_short(self) -> None:
+        """End every part now: rows being written finish with what they have (finish reason
+        "interrupted"), requests not yet started fail with :class:`EngineStopping`, and new ones
+        are refused. For a graceful stop that has run out of time to wait."""
+        with self._cond:
+            self._cutting = True
+            self._cond.notify_all()
 
     @property
     def loaded(self) -> LoadedModel:
@@ -198,6 +209,8 @@ class LocalEngine:
                 pending.cancelled = True
 
     def _submit(self, request: GenerationRequest, on_delta) -> _Pending:
+        if self._cutting:
+            raise EngineStopping("the engine is stopping")
         if self._thread is None or self._closing:
             raise EngineUnavailable("the engine is not running")
         deadline = request.deadline or time.monotonic() + self.config.request_timeout_s
@@ -243,6 +256,9 @@ class LocalEngine:
             arrivals = self._take(room=room, idle=not batch)
             if arrivals is None:
                 return
+            if self._cutting:
+                self._cut_everything(batch, arrivals)
+                continue
             self._admitting = arrivals
             while self._admitting:
                 self._admit(batch, self._admitting[0])
@@ -327,6 +343,15 @@ class LocalEngine:
             stream=TextStream(stop.stop_strings),
         )
 
+    def _cut_everything(self, batch: Batch, arrivals: list[Row | _Pending]) -> None:
+        """Finish every started row with what it has written; fail what has not started."""
+        for row in batch.clear() + [a for a in arrivals if isinstance(a, Row)]:
+            self._deliver(row, "interrupted")
+        with self._cond:
+            queued, self._queue = list(self._queue), collections.deque()
+        for pending in [a for a in arrivals if isinstance(a, _Pending)] + queued:
+            self._fail(pending, EngineStopping("stopped before it started"))
+
     def _drop_abandoned(self, batch: Batch) -> None:
         now = time.monotonic()
         keep = []
@@ -403,6 +428,12 @@ class LocalEngine:
             if streaming:
                 row.pending.emit(row.stream.advance(text))
             return False
+        self._deliver(row, reason)
+        return True
+
+    def _deliver(self, row: Row, reason: FinishReason) -> None:
+        """Send the row's text as its result."""
+        streaming = row.pending.streaming
         ids = [t for t in row.generated if t != self.loaded.eos_id]
         text = row.stop.trim(self._decode(ids))
         if streaming:
@@ -420,7 +451,6 @@ class LocalEngine:
         self._seconds_per_request = 0.8 * self._seconds_per_request + 0.2 * result.elapsed_s
         self.completed += 1
         pending.finish(result)
-        return True
 
     def _decode(self, ids: list[int]) -> str:
         return self.loaded.tokenizer.decode(ids, skip_special_tokens=True)

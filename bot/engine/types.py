@@ -8,7 +8,8 @@ from typing import Literal
 
 from bot.errors import StoryError
 
-FinishReason = Literal["eos", "length", "stop"]
+# "interrupted": the bot is stopping and the part ends with what was written so far.
+FinishReason = Literal["eos", "length", "stop", "interrupted"]
 
 
 @dataclass(frozen=True)
@@ -120,3 +121,9 @@ class GenerationFailed(EngineError):
 
 class EngineUnavailable(EngineError):
     """The engine is closed, or its worker stopped while the request waited."""
+
+
+class EngineStopping(EngineUnavailable):
+    """The bot is stopping: the request was not started and will not be."""
+
+    user_message = "I'm restarting right now. Please try again in a minute."

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from bot.engine.batch import Batch
+from bot.engine.sampling import TokenChooser
 from tests.discord_emulator import EPHEMERAL, MissingPermissions
 from tests.e2e.conftest import answer, bot_requests, configured, storybot, turns
 
@@ -238,3 +239,71 @@ async def test_a_generation_past_its_deadline_is_explained_and_the_next_works(
     assert not reply.ephemeral and reply.content
     kinds = [r["kind"] for r in turns(config, world.channel.id)]
     assert kinds == ["opening", "model", "member", "model"]
+
+
+# -- a graceful stop -------------------------------------------------------------------------------
+
+
+def slow_steps(monkeypatch, seconds: float) -> None:
+    real_step = Batch.step
+
+    def slow_step(self):
+        time.sleep(seconds)
+        return real_step(self)
+
+    monkeypatch.setattr(Batch, "step", slow_step)
+
+
+async def writing(emu, interaction) -> None:
+    """Wait until the bot has deferred ``interaction`` and its part is being written."""
+    await emu.wait_for(lambda: bool(interaction.messages), 10)
+    await asyncio.sleep(0.3)
+
+
+async def test_a_stop_lets_the_part_in_flight_finish_and_tells_newcomers_to_retry(
+    emu, world, bot_config, monkeypatch
+):
+    config = configured(bot_config, "discord", drain_s=30.0)
+    slow_steps(monkeypatch, 0.02)
+    async with storybot(emu, config) as bot:
+        write = await world.alice.slash(world.channel, "write", prompt="The last ferry")
+        await writing(emu, write)
+        stop = asyncio.ensure_future(bot.shutdown())
+        await asyncio.sleep(0.05)
+        late = await world.bob.slash(world.other_channel, "write", prompt="Too late")
+        shown = await answer(emu, write)
+        started = time.monotonic()
+        await asyncio.wait_for(stop, timeout=10)
+        assert time.monotonic() - started < 5
+
+    assert bot.is_closed() and bot.services is None
+    assert "cut short" not in shown.content and "The last ferry" in shown.content
+    assert ephemeral_lines(late) == ["I'm restarting right now. Please try again in a minute."]
+    [opening, part] = turns(config, world.channel.id)
+    assert part["kind"] == "model" and '"finish_reason": "interrupted"' not in part["settings"]
+    assert turns(config, world.other_channel.id) == []
+
+
+async def test_past_the_drain_limit_a_part_is_saved_as_it_is_and_marked_cut_short(
+    emu, world, bot_config, monkeypatch
+):
+    config = configured(bot_config, "discord", drain_s=0.5)
+    config = configured(config, "generation", max_new_tokens=400)
+    async with storybot(emu, config) as bot:
+        script_model(bot, "It was late.")
+        line = await world.alice.slash(world.channel, "write", prompt="A long night")
+        await answer(emu, line)
+        bot.services.engine._chooser = TokenChooser()  # the model writes freely again
+        slow_steps(monkeypatch, 0.05)  # 400 tokens would take 20 s
+        more = await world.bob.slash(world.channel, "continue", text="Bob's line.")
+        await writing(emu, more)
+        started = time.monotonic()
+        await asyncio.wait_for(bot.shutdown(), timeout=10)
+        stopped_in = time.monotonic() - started
+        shown = await answer(emu, more)
+
+    assert stopped_in < 0.5 + 5
+    assert "cut short" in shown.content and "Bob's line." in shown.content
+    rows = turns(config, world.channel.id)
+    assert [r["kind"] for r in rows] == ["opening", "model", "member", "model"]
+    assert '"finish_reason": "interrupted"' in rows[-1]["settings"]
