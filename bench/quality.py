@@ -207,7 +207,13 @@ def _seed(request) -> int:
     return SEED + sum(request.prompt_ids[-64:]) % 100_003
 
 
-async def run_ours(loaded: LoadedModel, model_dir: Path, generation: GenerationConfig, quick: bool):
+async def run_ours(
+    loaded: LoadedModel,
+    model_dir: Path,
+    generation: GenerationConfig,
+    quick: bool,
+    stories_only: bool = False,
+):
     """Every prompt and story through the real ``StoryService``."""
     with tempfile.TemporaryDirectory() as scratch:
         config = Config(
@@ -221,14 +227,14 @@ async def run_ours(loaded: LoadedModel, model_dir: Path, generation: GenerationC
         store = await Store.open(config.database.path)
         service = StoryService(config, store, SeededEngine(engine))
         try:
-            parts = await _workload(service, quick)
+            parts = await _workload(service, quick, stories_only)
         finally:
             await engine.close()
             await store.close()
     return parts
 
 
-async def _workload(service: StoryService, quick: bool) -> list[Part]:
+async def _workload(service: StoryService, quick: bool, only: bool) -> list[Part]:
     channel = iter(range(1, 10_000))
 
     async def one_prompt(mode: str, prompt: str) -> list[Part]:
@@ -250,7 +256,7 @@ async def _workload(service: StoryService, quick: bool) -> list[Part]:
             told = [*so_far, text]
         return parts
 
-    jobs = [one_prompt(m, p) for m, ps in PROMPTS.items() for p in _some(ps, quick)]
+    jobs = [one_prompt(m, p) for m, ps in PROMPTS.items() for p in _some(ps, quick) if not only]
     jobs += [one_story(*story) for story in STORIES[: 1 if quick else None]]
     return [part for parts in await asyncio.gather(*jobs) for part in parts]
 
@@ -263,10 +269,12 @@ def _part(mode: str, told: list[str], text: str, source: str, story, in_story=Fa
 # -- the baseline: the plain text through model.generate -----------------------------------------
 
 
-def run_baseline(loaded: LoadedModel, generation: GenerationConfig, quick: bool) -> list[Part]:
+def run_baseline(
+    loaded: LoadedModel, generation: GenerationConfig, quick: bool, stories_only: bool = False
+) -> list[Part]:
     """The same workload the seed's way, one ``model.generate`` per part."""
     parts = []
-    for mode, prompts in PROMPTS.items():
+    for mode, prompts in {} if stories_only else PROMPTS.items():
         for prompt in _some(prompts, quick):
             text = _old_generate(loaded, mode, [prompt], generation)
             parts.append(Part(mode, text, prompt, prompt, OLD_LABELS[mode]))
@@ -411,6 +419,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="a [generation] value for ours, e.g. repetition_range=256",
     )
     parser.add_argument("--skip-baseline", action="store_true", help="ours only (tuning runs)")
+    parser.add_argument("--stories-only", action="store_true", help="only the multi-turn stories")
     return parser.parse_args(argv)
 
 
@@ -433,10 +442,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"model: {model_dir.name}  settings: {generation}")
 
     started = time.monotonic()
-    ours = asyncio.run(run_ours(loaded, model_dir, generation, args.quick))
+    ours = asyncio.run(run_ours(loaded, model_dir, generation, args.quick, args.stories_only))
     ours_s = time.monotonic() - started
     started = time.monotonic()
-    baseline = [] if args.skip_baseline else run_baseline(loaded, generation, args.quick)
+    baseline = (
+        []
+        if args.skip_baseline
+        else run_baseline(loaded, generation, args.quick, args.stories_only)
+    )
     baseline_s = time.monotonic() - started
     print(f"wrote {len(ours)} parts per side: ours {ours_s:.0f} s, baseline {baseline_s:.0f} s")
 

@@ -279,7 +279,7 @@ async def test_a_stop_lets_the_part_in_flight_finish_and_tells_newcomers_to_retr
     assert bot.is_closed() and bot.services is None
     assert "cut short" not in shown.content and "The last ferry" in shown.content
     assert ephemeral_lines(late) == ["I'm restarting right now. Please try again in a minute."]
-    [opening, part] = turns(config, world.channel.id)
+    [_opening, part] = turns(config, world.channel.id)
     assert part["kind"] == "model" and '"finish_reason": "interrupted"' not in part["settings"]
     assert turns(config, world.other_channel.id) == []
 
