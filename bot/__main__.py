@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from bot.config import CONFIG_ENV, TOKEN_ENV, Config, ConfigError, load_config
+from bot.errors import DatabaseUnusable
 from bot.logsafety import configure_logging
 
 log = logging.getLogger("storybot")
@@ -116,6 +117,9 @@ async def run(config: Config, args) -> int:
     except discord.LoginFailure:
         print(f"Discord refused the token in {TOKEN_ENV}: check it and try again.", file=sys.stderr)
         return 2
+    except DatabaseUnusable as error:
+        print(f"storybot: {error}", file=sys.stderr)
+        return 2
     except asyncio.CancelledError:
         if not stopping:
             raise
@@ -157,8 +161,12 @@ async def console(config: Config, args) -> int:
     from bot.console import Console, stdin_lines
 
     print(f"loading {config.model.name} …", file=sys.stderr)
-    async with services(config) as opened:
-        await Console(opened.service).run(stdin_lines())
+    try:
+        async with services(config) as opened:
+            await Console(opened.service).run(stdin_lines())
+    except DatabaseUnusable as error:
+        print(f"storybot: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -219,7 +227,14 @@ async def check(config: Config, args) -> int:
         store = await Store.open(config.database.path)
         version = await store.schema_version()
         await store.check_writable()
-        report(True, "database", f"{config.database.path} is writable (schema version {version})")
+        health = await store.quick_check()
+        if health == "ok":
+            path = config.database.path
+            report(True, "database", f"{path} is writable and sound (schema version {version})")
+        else:
+            report(False, "database", f"{config.database.path} is damaged: {health}")
+    except DatabaseUnusable as error:
+        report(False, "database", str(error))
     except Exception as error:
         report(False, "database", f"{config.database.path}: {error}")
     finally:

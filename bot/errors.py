@@ -62,3 +62,23 @@ class RateLimited(StoryError):
 
 class InvalidSetting(StoryError):
     """A settings change that names an unknown key or a value out of range."""
+
+
+class StorageError(StoryError):
+    """The database failed while serving a member: nothing was changed by the failed step."""
+
+    user_message = "I couldn't reach my story archive just now. Please try again in a moment."
+
+
+class DatabaseBusy(StorageError):
+    """Another process holds the database's write lock for longer than the wait allows."""
+
+    user_message = "The story archive is busy right now. Please try again in a few seconds."
+
+
+class DatabaseUnusable(Exception):
+    """The database file cannot be opened as storybot's database: for the host, with its path."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"the database {path} cannot be used: {reason}")

@@ -6,11 +6,12 @@ here, and turn the plain result or :class:`~bot.errors.StoryError` back into som
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -21,7 +22,15 @@ from bot.engine.types import (
     GenerationResult,
     SamplingParams,
 )
-from bot.errors import EmptyText, GuildOnly, InvalidSetting, NoStory, NotModerator, TextTooLong
+from bot.errors import (
+    EmptyText,
+    GuildOnly,
+    InvalidSetting,
+    NoStory,
+    NotModerator,
+    StorageError,
+    TextTooLong,
+)
 from bot.limits import ChannelOrder, RateLimiter
 from bot.quality import assess
 from bot.settings import Resolved, SettingSpec, resolve, setting_specs
@@ -151,9 +160,10 @@ class StoryService:
             story, opening, archived = await self.store.start_story(
                 actor.guild_id or 0, actor.channel_id, chosen.name, prompt, actor.user_id
             )
-            model_turn = await self._generate(
-                story, chosen, [opening], settings, deadline, "opening", on_progress
-            )
+            with _saved_note("opening"):
+                model_turn = await self._generate(
+                    story, chosen, [opening], settings, deadline, on_progress
+                )
             return Written(story, [opening, model_turn], archived)
 
         return await self._in_turn(actor, settings, body)
@@ -178,11 +188,11 @@ class StoryService:
                 added = await self.store.append_turns(
                     current.id, [NewTurn("member", actor.user_id, text)]
                 )
-            turns = await self.store.turns(current.id)
-            saved = "line" if text else None
-            added.append(
-                await self._generate(current, chosen, turns, settings, deadline, saved, on_progress)
-            )
+            with _saved_note("line" if text else None):
+                turns = await self.store.turns(current.id)
+                added.append(
+                    await self._generate(current, chosen, turns, settings, deadline, on_progress)
+                )
             return Written(current, added)
 
         return await self._in_turn(actor, settings, body)
@@ -292,14 +302,11 @@ class StoryService:
         turns: list[Turn],
         settings: Resolved,
         deadline: float,
-        saved: str | None = None,
         on_progress: Progress | None = None,
     ) -> Turn:
         """Ask the engine for the next part and commit it as the model's turn.
 
-        ``saved`` names what the member wrote that is already committed, so that an engine failure
-        can tell them it is not lost. ``on_progress`` receives each new piece of raw text as the
-        model writes it.
+        ``on_progress`` receives each new piece of raw text as the model writes it.
         """
         host = self.config.generation
         # The model's window, capped so that re-reading a long story stays quick on a CPU.
@@ -320,7 +327,7 @@ class StoryService:
         )
         framing = mode.framing(story.created_at)
         context = build_context(self.engine.tokenizer, framing, turns, window - max_new)
-        attempt = _Attempt(context, mode, framing, deadline, saved, on_progress)
+        attempt = _Attempt(context, mode, framing, deadline, on_progress)
         result, cleaned, problems = await self._attempt(attempt, params)
         guard: dict[str, object] = {"problems": list(problems)}
         if problems and host.quality_guard and result.finish_reason != "interrupted":
@@ -369,17 +376,7 @@ class StoryService:
         request = GenerationRequest(
             tuple(attempt.context.ids), params, deadline=time.monotonic() + max(0.0, remaining)
         )
-        try:
-            result = await self.engine.generate(request, attempt.on_progress)
-        except EngineError as error:
-            if not attempt.saved:
-                raise
-            noted = copy.copy(error)  # the engine's error is not ours to change
-            noted.user_message = (
-                f"{error.user_message} Your {attempt.saved} is saved: "
-                "use `/continue` to have me try again."
-            )
-            raise noted from error
+        result = await self.engine.generate(request, attempt.on_progress)
         finished = result.finish_reason not in ("length", "interrupted")
         cleaned = clean_output(result.text, attempt.mode, finished, attempt.framing)
         problems = assess(cleaned.text, attempt.context.text, result.token_ids, attempt.context.ids)
@@ -394,8 +391,22 @@ class _Attempt:
     mode: Mode
     framing: str
     deadline: float
-    saved: str | None
     on_progress: Progress | None
+
+
+@contextlib.contextmanager
+def _saved_note(saved: str | None) -> Iterator[None]:
+    """Tell a member whose ``saved`` text is committed that a failure after it lost nothing."""
+    try:
+        yield
+    except (EngineError, StorageError) as error:
+        if not saved:
+            raise
+        noted = copy.copy(error)  # the raised error is not ours to change
+        noted.user_message = (
+            f"{error.user_message} Your {saved} is saved: use `/continue` to have me try again."
+        )
+        raise noted from error
 
 
 def _scrubbed(text: str) -> str:

@@ -1,8 +1,11 @@
 """The data layer: the only module with SQL. Stories, turns, settings and their audit in SQLite.
 
-One aiosqlite connection is the single writer; every operation holds one asyncio lock, so a
+One aiosqlite connection is the single writer; every write holds one asyncio lock, so a
 transaction's statements never interleave with another coroutine's. Writes are explicit
-``BEGIN IMMEDIATE`` transactions. The schema is ``bot/migrations/NNNN_*.sql``, applied in order and
+``BEGIN IMMEDIATE`` transactions. Reads go through a second, read-only connection (WAL lets it
+read while a write is in progress), so a writer waiting on a lock held by another process never
+holds up a read. SQLite's errors become :class:`~bot.errors.StorageError` (a member is told to
+try again) or :class:`~bot.errors.DatabaseBusy`. The schema is ``bot/migrations/NNNN_*.sql``, applied in order and
 recorded in ``PRAGMA user_version``; an applied file is never edited.
 """
 
@@ -12,6 +15,7 @@ import asyncio
 import json
 import logging
 import re
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -21,11 +25,13 @@ from typing import Any
 
 import aiosqlite
 
+from bot.errors import DatabaseBusy, DatabaseUnusable, StorageError
 from bot.story import Story, Turn, TurnKind
 
 log = logging.getLogger(__name__)
 
 SERVER_WIDE = 0  # the channel_id of a server-wide setting
+WRITE_WAIT_MS = 2000  # how long a write waits for another process's lock before "busy"
 
 
 class StoryGone(Exception):
@@ -74,35 +80,66 @@ def migrations() -> list[tuple[int, str, str]]:
 class Store:
     """Stories, turns and settings in one SQLite file."""
 
-    def __init__(self, connection: aiosqlite.Connection) -> None:
+    def __init__(self, connection: aiosqlite.Connection, path: str | Path = ":memory:") -> None:
         self._db = connection
+        self._reader = connection  # until open() adds a read-only connection of its own
         self._lock = asyncio.Lock()
+        self._read_lock = asyncio.Lock()
+        self.path = path
 
     @classmethod
     async def open(cls, path: str | Path) -> Store:
         """Open (creating if needed) the database at ``path`` and bring its schema up to date."""
         if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(str(path), isolation_level=None)
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise DatabaseUnusable(path, f"its folder cannot be created ({error})") from None
+        try:
+            db = await aiosqlite.connect(str(path), isolation_level=None)
+        except sqlite3.Error as error:
+            raise DatabaseUnusable(path, str(error)) from None
         db.row_factory = aiosqlite.Row
-        store = cls(db)
+        store = cls(db, path)
         try:
             for pragma in (
                 "journal_mode = WAL",
                 "synchronous = FULL",
                 "foreign_keys = ON",
-                "busy_timeout = 5000",
+                f"busy_timeout = {WRITE_WAIT_MS}",
             ):
                 await db.execute(f"PRAGMA {pragma}")
             await store.migrate()
+            if str(path) != ":memory:":
+                store._reader = await aiosqlite.connect(str(path), isolation_level=None)
+                store._reader.row_factory = aiosqlite.Row
+                await store._reader.execute("PRAGMA query_only = ON")
+                await store._reader.execute("PRAGMA busy_timeout = 5000")
+        except sqlite3.DatabaseError as error:
+            await store._close_connections()
+            raise DatabaseUnusable(path, _explain(error)) from None
         except BaseException:
-            await db.close()  # its thread would otherwise keep the process alive
+            await store._close_connections()  # their threads would otherwise keep us alive
             raise
         return store
 
+    async def _close_connections(self) -> None:
+        if self._reader is not self._db:
+            await self._reader.close()
+        await self._db.close()
+
     async def close(self) -> None:
-        async with self._lock:
-            await self._db.close()
+        async with self._lock, self._read_lock:
+            await self._close_connections()
+
+    async def quick_check(self) -> str:
+        """SQLite's ``PRAGMA quick_check``: "ok", or what is damaged."""
+        try:
+            async with self._read_lock, self._reader.execute("PRAGMA quick_check") as cursor:
+                rows = await cursor.fetchall()
+        except sqlite3.DatabaseError as error:  # damage bad enough that the check cannot run
+            return _explain(error)
+        return "; ".join(str(row[0]) for row in rows[:5])
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -112,8 +149,10 @@ class Store:
                 await self._db.execute("BEGIN IMMEDIATE")
                 yield self._db
                 await self._db.execute("COMMIT")
-            except BaseException:
+            except BaseException as error:
                 await asyncio.shield(self._roll_back())
+                if _is_storage_fault(error):
+                    raise self._storage_error(error) from error
                 raise
 
     async def _roll_back(self) -> None:
@@ -125,8 +164,21 @@ class Store:
             await self._db.execute("ROLLBACK")
 
     async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        async with self._lock, self._db.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        lock = self._lock if self._reader is self._db else self._read_lock
+        try:
+            async with lock, self._reader.execute(sql, params) as cursor:
+                return list(await cursor.fetchall())
+        except sqlite3.Error as error:
+            if _is_storage_fault(error):
+                raise self._storage_error(error) from error
+            raise
+
+    def _storage_error(self, error: sqlite3.Error) -> StorageError:
+        """The member-facing error for one of SQLite's; the host's log gets the details."""
+        log.error("database %s: %s", self.path, error)
+        if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
+            return DatabaseBusy()
+        return StorageError()
 
     async def schema_version(self) -> int:
         rows = await self._read("PRAGMA user_version")
@@ -342,4 +394,23 @@ def _turn(row: aiosqlite.Row) -> Turn:
         settings=None if row["settings"] is None else json.loads(row["settings"]),
         created_at=row["created_at"],
         deleted=bool(row["deleted"]),
+    )
+
+
+def _explain(error: sqlite3.DatabaseError) -> str:
+    """SQLite's reason in words a host can act on."""
+    text = str(error)
+    if "not a database" in text:
+        return "it is not a SQLite database (or it is encrypted or badly damaged)"
+    if "malformed" in text:
+        return "it is damaged (restore a backup, or try `sqlite3 FILE .recover`)"
+    if "readonly" in text or "read-only" in text:
+        return "it is read-only: give the bot's user write access to the file and its folder"
+    return text
+
+
+def _is_storage_fault(error: BaseException) -> bool:
+    """A fault of the file or the disk (busy, full, read-only, damaged), not a bug in our SQL."""
+    return isinstance(error, sqlite3.OperationalError | sqlite3.DatabaseError) and not isinstance(
+        error, sqlite3.IntegrityError | sqlite3.ProgrammingError
     )

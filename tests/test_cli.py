@@ -137,7 +137,9 @@ def test_check_reports_each_part_of_the_set_up(tmp_path, tiny_model_dir, capsys,
     assert status == 1  # the token is missing
     assert f"[ok] config: {config}" in out
     assert "[FAIL] token: DISCORD_TOKEN is not set" in out
-    assert any(line.startswith("[ok] database:") and "schema version 1" in line for line in out)
+    assert any(
+        line.startswith("[ok] database:") and "sound (schema version 1)" in line for line in out
+    )
     assert any(line.startswith("[ok] model:") and "1024 positions" in line for line in out)
     assert "[ok] device: cpu (torch.float32)" in out
     assert db.exists()
@@ -150,3 +152,24 @@ def test_config_may_come_before_or_after_the_command():
     assert parser.parse_args(["run"]).config is None
     assert parser.parse_args(["-v", "check"]).verbose == 1
     assert parser.parse_args(["check", "-vv"]).verbose == 2
+
+
+def test_a_file_that_is_not_a_database_is_named_in_one_line(tmp_path, tiny_model_dir, short_config):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("shopping: bread, milk\n" * 200, encoding="utf-8")
+    model = ("--model", str(tiny_model_dir))
+
+    console = storybot("--config", str(short_config), "console", *model, "--db", str(notes),
+                       stdin="/quit\n", cwd=tmp_path)  # fmt: skip
+    pointed = tmp_path / "pointed.toml"
+    pointed.write_text(short_config.read_text() + f'[database]\npath = "{notes}"\n')
+    check = storybot("--config", str(pointed), "check", *model, cwd=tmp_path)
+
+    assert console.returncode == 2
+    assert f"storybot: the database {notes} cannot be used: it is not a SQLite database" in (
+        console.stderr
+    )
+    assert "Traceback" not in console.stderr
+    assert notes.read_text(encoding="utf-8").startswith("shopping")  # left as it was
+    assert check.returncode == 1
+    assert f"[FAIL] database: the database {notes} cannot be used: it is not" in check.stdout

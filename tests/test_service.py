@@ -15,6 +15,7 @@ from bot.errors import (
     NoStory,
     NotModerator,
     RateLimited,
+    StorageError,
     StoryBusy,
     TextTooLong,
 )
@@ -641,3 +642,21 @@ async def test_a_lone_surrogate_in_member_text_is_replaced_not_crashed_on(servic
 
     assert written.turns[0].text == "A broken \ufffd character"
     assert more.turns[0].text == "and \ufffd another"
+
+
+async def test_a_database_failure_after_the_line_is_saved_says_it_is_saved(service, monkeypatch):
+    await service.write(member(1), "Start")
+    real_append = service.store.append_turns
+
+    async def append_but_the_disk_is_full(story_id, turns):
+        if turns[0].kind == "model":
+            raise StorageError()
+        return await real_append(story_id, turns)
+
+    monkeypatch.setattr(service.store, "append_turns", append_but_the_disk_is_full)
+    with pytest.raises(StorageError) as caught:
+        await service.continue_(member(1), "my precious line")
+
+    assert "Your line is saved" in caught.value.user_message
+    texts = [t.text for t in await story_turns(service)]
+    assert texts[-1] == "my precious line"  # saved once: a retry does not need to repeat it

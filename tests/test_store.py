@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 from collections.abc import Iterator
 from importlib import resources
 
 import pytest
 
+from bot.errors import DatabaseBusy, DatabaseUnusable
 from bot.store import SERVER_WIDE, NewTurn, Store, StoryGone, migrations
 
 GUILD, CHANNEL, OTHER_CHANNEL = 111, 222, 333
@@ -264,3 +266,63 @@ async def test_a_write_cancelled_midway_leaves_the_store_usable(store, delay):
     story, _, _ = await store.start_story(GUILD, CHANNEL, "story", "Next", ALICE)
     assert (await store.active_story(CHANNEL)).id == story.id
     assert not store._db.in_transaction
+
+
+# -- when the database is in trouble -------------------------------------------------------------
+
+
+async def test_reads_are_not_held_up_by_a_writer_waiting_on_another_process(store, config):
+    story, _, _ = await store.start_story(GUILD, CHANNEL, "story", "Start", ALICE)
+    with raw(config.database.path) as other:
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        stuck = asyncio.ensure_future(store.append_turns(story.id, [NewTurn("member", BOB, "x")]))
+        await asyncio.sleep(0.1)  # the writer is now waiting for the lock
+
+        started = time.monotonic()
+        turns = await asyncio.wait_for(store.turns(story.id), timeout=1)
+        read_s = time.monotonic() - started
+
+        with pytest.raises(DatabaseBusy) as caught:
+            await stuck
+        other.execute("ROLLBACK")
+    assert read_s < 0.5 and [t.text for t in turns] == ["Start"]
+    assert "busy" in caught.value.user_message
+    # The write was refused whole, and the store still works.
+    await store.append_turns(story.id, [NewTurn("member", BOB, "after")])
+    assert [t.text for t in await store.turns(story.id)] == ["Start", "after"]
+
+
+async def test_a_file_that_is_not_a_database_is_refused_naming_its_path(tmp_path):
+    path = tmp_path / "notes.db"
+    path.write_text("these are my notes, not a database\n" * 100)
+
+    with pytest.raises(DatabaseUnusable) as caught:
+        await Store.open(path)
+
+    assert str(path) in str(caught.value) and "not a SQLite database" in str(caught.value)
+
+
+async def test_quick_check_says_ok_for_a_sound_file_and_names_damage(tmp_path):
+    path = tmp_path / "bot.db"
+    store = await Store.open(path)
+    story, _, _ = await store.start_story(GUILD, CHANNEL, "story", "Start", ALICE)
+    await store.append_turns(story.id, [NewTurn("member", BOB, "x" * 3000) for _ in range(50)])
+    assert await store.quick_check() == "ok"
+    await store.close()
+
+    with raw(path) as db:  # checkpoint the WAL into the main file, then damage its pages
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(path.read_bytes())
+    page = 4096
+    data[3 * page : 6 * page] = bytes(range(256)) * (3 * page // 256)
+    path.write_bytes(bytes(data))
+
+    try:
+        damaged = await Store.open(path)
+    except DatabaseUnusable as error:  # damage in the schema pages shows at once
+        assert str(path) in str(error)
+        return
+    try:
+        assert await damaged.quick_check() != "ok"
+    finally:
+        await damaged.close()
