@@ -1,4 +1,4 @@
-"""The ``storybot`` command: run | sync | console | generate | check."""
+"""The ``storybot`` command: run | sync | console | generate | backup | check."""
 
 from __future__ import annotations
 
@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--max-new-tokens", type=int, default=None, help="1 to 1000")
     generate.add_argument("--temperature", type=float, default=None, help="0 (greedy) or more")
     generate.add_argument("--seed", type=int, default=None)
+    backup = command("backup", "copy the database to a new file (safe while the bot runs)")
+    backup.add_argument("path", help="the new file to write")
     check = command("check", "diagnose the set-up: config, token, database, model, device")
     check.add_argument("--model", help=model_help)
     return parser
@@ -80,7 +82,14 @@ def main(argv: list[str] | None = None) -> int:
         config = dataclasses.replace(
             config, database=dataclasses.replace(config.database, path=Path(args.db))
         )
-    handler = {"run": run, "sync": sync, "console": console, "generate": generate, "check": check}
+    handler = {
+        "run": run,
+        "sync": sync,
+        "console": console,
+        "generate": generate,
+        "backup": backup,
+        "check": check,
+    }
     try:
         return asyncio.run(handler[args.command](config, args))
     except KeyboardInterrupt:
@@ -201,6 +210,29 @@ async def generate(config: Config, args) -> int:
     finally:
         await engine.close()
     print(args.prompt + result.text)
+    return 0
+
+
+async def backup(config: Config, args) -> int:
+    from bot.store import Store
+
+    target = Path(args.path)
+    if target.exists():
+        print(f"storybot backup: {target} already exists; name a new file", file=sys.stderr)
+        return 2
+    try:
+        store = await Store.open(config.database.path)
+    except DatabaseUnusable as error:
+        print(f"storybot: {error}", file=sys.stderr)
+        return 2
+    try:
+        await store.backup(target)
+    except Exception as error:
+        print(f"storybot backup: could not write {target}: {error}", file=sys.stderr)
+        return 1
+    finally:
+        await store.close()
+    print(f"backed up {config.database.path} to {target}")
     return 0
 
 

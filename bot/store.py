@@ -132,6 +132,12 @@ class Store:
         async with self._lock, self._read_lock:
             await self._close_connections()
 
+    async def backup(self, target: str | Path) -> None:
+        """Copy the whole database into the new file ``target``; safe while the bot writes."""
+        async with aiosqlite.connect(str(target)) as copy, self._read_lock:
+            # A few pages at a time, so writers (this process's or another's) are not held up.
+            await self._reader.backup(copy, pages=64, sleep=0.01)
+
     async def quick_check(self) -> str:
         """SQLite's ``PRAGMA quick_check``: "ok", or what is damaged."""
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -173,3 +174,20 @@ def test_a_file_that_is_not_a_database_is_named_in_one_line(tmp_path, tiny_model
     assert notes.read_text(encoding="utf-8").startswith("shopping")  # left as it was
     assert check.returncode == 1
     assert f"[FAIL] database: the database {notes} cannot be used: it is not" in check.stdout
+
+
+def test_backup_copies_the_database_and_never_overwrites(tmp_path, tiny_model_dir, short_config):
+    db = tmp_path / "stories.db"
+    model = ("--model", str(tiny_model_dir))
+    storybot("--config", str(short_config), "console", *model, "--db", str(db),
+             stdin="/write A tale\n/quit\n", cwd=tmp_path)  # fmt: skip
+    pointed = tmp_path / "pointed.toml"
+    pointed.write_text(short_config.read_text() + f'[database]\npath = "{db}"\n')
+
+    first = storybot("--config", str(pointed), "backup", "copy.db", cwd=tmp_path)
+    again = storybot("--config", str(pointed), "backup", "copy.db", cwd=tmp_path)
+
+    assert first.returncode == 0 and f"backed up {db} to copy.db" in first.stdout
+    with sqlite3.connect(tmp_path / "copy.db") as copy:
+        assert copy.execute("SELECT text FROM turns WHERE position = 0").fetchone() == ("A tale",)
+    assert again.returncode == 2 and "already exists" in again.stderr

@@ -326,3 +326,23 @@ async def test_quick_check_says_ok_for_a_sound_file_and_names_damage(tmp_path):
         assert await damaged.quick_check() != "ok"
     finally:
         await damaged.close()
+
+
+async def test_a_backup_taken_while_another_process_writes_is_whole_and_sound(
+    store, config, tmp_path
+):
+    story, _, _ = await store.start_story(GUILD, CHANNEL, "story", "Start", ALICE)
+    await store.append_turns(story.id, [NewTurn("member", BOB, f"line {n}") for n in range(200)])
+    target = tmp_path / "backup.db"
+
+    async def keep_writing():
+        for n in range(20):
+            await store.append_turns(story.id, [NewTurn("member", BOB, f"during {n}")])
+            await asyncio.sleep(0)
+
+    await asyncio.gather(store.backup(target), keep_writing())
+
+    with raw(target) as copy:
+        assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        texts = [r[0] for r in copy.execute("SELECT text FROM turns ORDER BY position")]
+    assert texts[:201] == ["Start", *(f"line {n}" for n in range(200))]
