@@ -82,3 +82,12 @@ class DatabaseUnusable(Exception):
     def __init__(self, path: object, reason: str) -> None:
         self.path, self.reason = path, reason
         super().__init__(f"the database {path} cannot be used: {reason}")
+
+
+class PartNotShown(StoryError):
+    """Discord refused the message that shows a part that is already stored."""
+
+    user_message = (
+        "Your part is written and saved, but Discord would not let me show it here. "
+        "See it with `/story`; there is no need to write it again."
+    )

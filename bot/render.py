@@ -12,9 +12,20 @@ MESSAGE_LIMIT = 2000
 _BREAKS = (re.compile(r"\n\n"), re.compile(r"\n"), re.compile(r"(?<=[.!?…])\s"), re.compile(r"\s"))
 
 
+# Every character Discord's markdown gives a meaning to (emphasis, strikethrough, spoilers, code,
+# quotes, headings, masked links), and a backslash itself, is escaped wherever it stands: escaping
+# by spans ("**…**") misses a second link or a marker between two spans.
+_MARKUP = re.compile(r"([\\*_~`|\[\]])")
+# Quote, heading and list markers count only at a line's start, but a split can start a message
+# after any space: escaped wherever a space (or nothing) comes before them, and list numbers too.
+_LIST_MARKERS = re.compile(r"(?:(?<=\s)|^)([-+>#])|(\d)([.)])(?=\s|$)")
+
+
 def safe(text: str) -> str:
-    """Text from members or the model, made inert: no live mention, no markdown surprises."""
-    return discord.utils.escape_mentions(discord.utils.escape_markdown(text))
+    """Text from members or the model, made inert: no live mention, no markdown of any kind."""
+    text = _MARKUP.sub(r"\\\1", text)
+    text = _LIST_MARKERS.sub(lambda m: f"\\{m[1]}" if m[1] else f"{m[2]}\\{m[3]}", text)
+    return discord.utils.escape_mentions(text)
 
 
 def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:

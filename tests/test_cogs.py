@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import logging
 import re
+from types import SimpleNamespace
 from typing import Any
 
 import discord
@@ -513,3 +514,26 @@ async def test_the_real_setup_hook_opens_services_and_close_closes_them(config, 
     late = FakeInteraction(bot, reader, command=story_command)
     await bot.on_app_command_error(late, app_commands.CommandInvokeError(story_command, NoStory()))
     assert late.sent == []
+
+
+class RefusingDiscord(FakeInteraction):
+    """Discord refuses the edit that would show the finished part (previews go through)."""
+
+    async def edit_original_response(self, *, content: str | None = None, **kw) -> None:
+        if content is not None and not content.endswith(WRITING):
+            response = SimpleNamespace(status=400, reason="Bad Request")
+            raise discord.HTTPException(response, "Invalid Form Body")
+        await super().edit_original_response(content=content, **kw)
+
+
+async def test_a_stored_part_discord_refuses_to_show_is_not_called_a_failure(bot, reader):
+    cmd = command(bot, "write")
+    interaction = RefusingDiscord(bot, reader, command=cmd)
+    try:
+        await cmd.callback(cmd.binding, interaction, prompt="A calm sea", mode=None)
+    except Exception as error:
+        await bot.tree.on_error(interaction, app_commands.CommandInvokeError(cmd, error))
+
+    [said] = [m["content"] for kind, m in interaction.sent if m.get("ephemeral")]
+    assert "saved" in said and "/story" in said and "no need to write it again" in said
+    assert [t.kind for t in await story_turns(bot)] == ["opening", "model"]

@@ -243,3 +243,38 @@ def test_story_part_labels_each_part_and_escapes_labels_too():
     assert live_mentions(rendered) == []
     assert "\\*\\*Ann\\*\\*" in rendered
     assert rendered.endswith("\n\nIt creaks.")
+
+
+# A corpus of what members and models write that Discord would render as markup.
+MARKDOWN_CORPUS = [
+    "[one](https://a.example) and [two](https://b.example)",
+    "**bold** then ~~strike~~ then `code` then ||spoiler|| then __under__ then *it*",
+    "```py\nprint('hi')\n```",
+    "> a quote\n>>> a block quote",
+    "# Heading\n## Smaller\n-# subtext",
+    "- item\n* item\n+ item\n1. first\n2) second",
+    "She counted: 1. the bells 2. the gulls 3. the tram",
+    "\\**not bold** \\[not](a link)",
+    "a line ending in a backslash \\",
+]
+
+
+def unescaped_markup(chunk: str) -> list[str]:
+    """Inline markup characters that are not preceded by an odd run of backslashes."""
+    found = []
+    for match in re.finditer(r"(\\*)([*_~`|\[\]])", chunk):
+        if len(match.group(1)) % 2 == 0:
+            found.append(match.group(2))
+    return found
+
+
+LINE_MARKUP = re.compile(r"^\s*(?:[-+*>#]|\d+[.)])(?:\s|$)", re.MULTILINE)
+
+
+@pytest.mark.parametrize("text", MARKDOWN_CORPUS)
+@pytest.mark.parametrize("limit", [12, 40, MESSAGE_LIMIT])
+def test_every_chunk_of_every_markup_is_inert(text, limit):
+    for chunk in split_message(safe(text), limit):
+        assert unescaped_markup(chunk) == [], chunk
+        assert LINE_MARKUP.search(chunk) is None, chunk  # no line, nor chunk, starts as a list
+    assert "".join(safe(text).split()).replace("\\", "") == "".join(text.split()).replace("\\", "")

@@ -10,6 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.client import PUBLIC_DEFERRAL, StoryBot, defer_public
+from bot.errors import PartNotShown
 from bot.render import MESSAGE_LIMIT, safe, split_message, story_part
 from bot.service import Actor, Written
 from bot.story import MODES, story_text
@@ -119,7 +120,10 @@ class StoryCog(commands.Cog):
         if written.model_turn.settings.get("finish_reason") == "interrupted":
             body += f"\n\n{CUT_SHORT}"
         first, *rest = split_message(f"{header}\n\n{body}" if header else body)
-        await interaction.edit_original_response(content=first)
+        try:
+            await interaction.edit_original_response(content=first)
+        except discord.HTTPException as error:  # the part is stored: a retry would write another
+            raise PartNotShown() from error
         # The part is shown: an error from here on must not delete it.
         interaction.extras[PUBLIC_DEFERRAL] = False
         for chunk in rest:
