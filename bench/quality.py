@@ -458,11 +458,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     groups |= {"stories": lambda p: p.in_story, "all": lambda p: True}
     rows: dict[str, dict[str, dict[str, float]]] = {}
     for group, belongs in groups.items():
-        rows[group] = {
+        judged = {
             side: judge(loaded, chosen)
             for side, parts in sides.items()
             if (chosen := [p for p in parts if belongs(p)])
         }
+        if judged:
+            rows[group] = judged
     print(table(rows))
 
     for mode in MODES if args.examples else ():

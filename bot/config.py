@@ -97,7 +97,7 @@ class GenerationConfig:
     repetition_range: int = 320
     repetition_slope: float = 0.7
     no_repeat_ngram_size: int = 3
-    no_repeat_ngram_range: int = 128
+    no_repeat_ngram_range: int = 512
     max_new_tokens: int = 120
     user_rate: int = 5
     quality_guard: bool = True

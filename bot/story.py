@@ -240,34 +240,41 @@ class Cleaned:
     dropped: int = 0  # characters of the model's text left out
 
 
-# A part never shrinks below this share of what the model wrote without being marked as cut.
-MIN_KEPT_SHARE = 0.5
+# A part never shrinks below this share of what the model wrote without being marked as cut:
+# a third of 120 tokens is still a part worth reading.
+MIN_KEPT_SHARE = 1 / 3
 
 
 def clean_output(text: str, mode: Mode, finished: bool, framing: str = "") -> Cleaned:
-    """Tidy the model's text; when it ran out of length, end it cleanly without losing much.
+    """Tidy the model's text and end it cleanly without losing much.
 
-    A cut-off part ends on its last whole line (line modes) or sentence; list numbers ("3."),
-    initials and abbreviations are not sentence ends. When that would keep less than half of the
-    text, the part ends on its last whole word instead, marked with "…". Lines that repeat the
-    mode's framing (which members never see) are removed.
+    A part cut off by length ends on its last whole line (line modes) or sentence; list numbers
+    ("3."), initials and abbreviations are not sentence ends, and an ellipsis counts only when no
+    firmer end is late enough. When that would keep less than a third of the text, the part ends
+    on its last whole word instead, marked with "…". Prose the model ended itself but not on a
+    sentence end is trimmed the same way, though never marked. Lines that repeat the mode's
+    framing (which members never see) are removed.
     """
     text = text.replace("<|endoftext|>", "")
     hidden = {line.strip().casefold() for line in framing.splitlines() if line.strip()}
     lines = [line.rstrip() for line in text.splitlines() if line.strip().casefold() not in hidden]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-    if finished or not text:
+    if not text or (finished and mode.by_line):
+        return Cleaned(text)
+    ends = sentence_ends(text)
+    # A full stop, "!" or "?" reads as an ending; an ellipsis only as the model trailing off.
+    firm = [end for end in ends if not text[:end].rstrip(_CLOSERS).endswith(("…", ".."))]
+    if finished and firm and firm[-1] == len(text):
         return Cleaned(text)
     enough = MIN_KEPT_SHARE * len(text)
     if mode.by_line and (line_end := text.rfind("\n")) >= enough:
         kept = text[:line_end].rstrip()
         return Cleaned(kept, dropped=len(text) - len(kept))
-    # A full stop, "!" or "?" reads as an ending; an ellipsis only as the model trailing off.
-    ends = sentence_ends(text)
-    firm = [end for end in ends if not text[:end].rstrip(_CLOSERS).endswith(("…", ".."))]
-    for end in (firm[-1] if firm else 0, ends[-1] if ends else 0):
+    for end in (firm[-1] if firm else 0, 0 if finished else ends[-1] if ends else 0):
         if end and end >= enough:
             return Cleaned(text[:end], dropped=len(text) - end)
+    if finished:  # the model's own ending, with nothing firmer late enough: leave it be
+        return Cleaned(text)
     # No clean end late enough: keep whole words (the last may be unfinished) and say so.
     last_space = re.search(r"\s\S*$", text)
     kept = (text[: last_space.start()] if last_space else text).rstrip(_UNFINISHED + " \n")

@@ -564,7 +564,7 @@ class Preview(list):
         self.append("<restart>")
 
 
-JUNK = "1. 2017-08-31 6:45:39 ## 3) 44 -- 5. 12:00 ** 6) 7/8 9.10"
+JUNK = "1. 2017-08-31 6:45:39 ## 3) 44 -- 5. 12:00 ** 6) 7/8 9.10 11!"
 FLUENT = "She opened the bottle and read the letter twice before she understood it."
 
 

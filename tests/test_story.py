@@ -407,8 +407,27 @@ def test_cut_off_text_drops_its_unfinished_sentence():
 
 @pytest.mark.parametrize("name", ["story", "poem", "news"])
 def test_finished_text_is_returned_whole(name):
-    for text in (" The door creaked open. Then the lamp", "and on and on", "1. Eggs\n2. Mil"):
+    for text in (
+        " The door creaked open. Then the lamp went out.",
+        "and on and on",
+        "1. Eggs\n2. Mil",
+    ):
         assert clean_output(text, MODES[name], finished=True) == Cleaned(text.strip())
+
+
+def test_prose_the_model_ended_without_a_sentence_end_is_trimmed_but_not_marked():
+    text = "The door creaked open and the wind came in. Then the lamp"
+
+    assert clean_output(text, STORY, finished=True) == Cleaned(
+        "The door creaked open and the wind came in.", dropped=len(" Then the lamp")
+    )
+    # Verse may end without punctuation, and so may prose with no sentence end late enough.
+    assert clean_output("Roses in the rain", MODES["poem"], finished=True).text == (
+        "Roses in the rain"
+    )
+    assert clean_output("Hi. And on and on and on", STORY, finished=True).text == (
+        "Hi. And on and on and on"
+    )
 
 
 @pytest.mark.parametrize(
@@ -596,7 +615,7 @@ def test_story_text_joins_visible_turns_and_skips_deleted_ones():
 
 
 def test_a_cut_part_prefers_a_firm_sentence_end_to_an_ellipsis():
-    text = "The rain had stopped by noon. She waited and waited for the bus... and then the"
+    text = "The rain stopped. She waited and waited and waited for the bus... and then the"
     firm = "The rain had stopped by noon. She waited and waited by the gate for the bus to come."
     trailing = firm + " Nobody came... and then the"
 
