@@ -22,4 +22,6 @@ RUN mkdir -p data .cache/huggingface
 VOLUME ["/home/storybot/data", "/home/storybot/.cache/huggingface"]
 # Mount a config file and point STORYBOT_CONFIG at it, e.g. -v ./config.toml:/config/config.toml:ro
 # -e STORYBOT_CONFIG=/config/config.toml; without one the defaults in config.example.toml apply.
+# `docker stop` sends SIGTERM: parts being written get discord.drain_s (20 s) to finish, then are
+# saved as they are. Give it longer than that: `docker stop -t 30` (compose: stop_grace_period).
 CMD ["storybot", "run"]
