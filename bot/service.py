@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 from bot.config import Config
 from bot.engine.types import (
     EngineError,
-    GenerationRequest,
-    GenerationResult,
-    SamplingParams,
 )
 from bot.errors import (
     EmptyText,
@@ -32,48 +28,20 @@ from bot.errors import (
     TextTooLong,
 )
 from bot.limits import ChannelOrder, RateLimiter
-from bot.quality import assess
 from bot.settings import Resolved, SettingSpec, resolve, setting_specs
 from bot.store import SERVER_WIDE, NewTurn, Store, StoryGone
 from bot.story import (
     DEFAULT_MODE,
     MODES,
-    Cleaned,
-    Context,
     Mode,
     Story,
     Turn,
-    build_context,
-    clean_output,
 )
+from bot.writer import Engine, Progress, write_part
 
 log = logging.getLogger(__name__)
 
 Scope = Literal["server", "channel"]
-
-
-class Progress(Protocol):
-    """Receives a part as the model writes it."""
-
-    def __call__(self, delta: str) -> object:
-        """A new piece of the part's raw text."""
-
-    def restart(self) -> object:
-        """Forget what was shown: the part is being written again."""
-
-
-class Engine(Protocol):
-    """What the service needs of an engine (the local one, or later a remote one)."""
-
-    @property
-    def tokenizer(self): ...
-
-    @property
-    def n_positions(self) -> int: ...
-
-    async def generate(
-        self, request: GenerationRequest, on_delta: Callable[[str], object] | None = None
-    ) -> GenerationResult: ...
 
 
 @dataclass(frozen=True)
@@ -304,62 +272,11 @@ class StoryService:
         deadline: float,
         on_progress: Progress | None = None,
     ) -> Turn:
-        """Ask the engine for the next part and commit it as the model's turn.
-
-        ``on_progress`` receives each new piece of raw text as the model writes it.
-        """
-        host = self.config.generation
-        # The model's window, capped so that re-reading a long story stays quick on a CPU.
-        window = min(self.engine.n_positions, self.config.model.context_tokens)
-        # Leave the story at least half of it, whatever the settings ask for.
-        max_new = min(int(settings["max_new_tokens"]), window // 2)
-        params = SamplingParams(
-            temperature=float(settings["temperature"]),
-            top_p=float(settings["top_p"]),
-            top_k=host.top_k,
-            repetition_penalty=float(settings["repetition_penalty"]),
-            repetition_range=host.repetition_range,
-            repetition_slope=host.repetition_slope,
-            no_repeat_ngram_size=host.no_repeat_ngram_size,
-            no_repeat_ngram_range=host.no_repeat_ngram_range,
-            max_new_tokens=max_new,
-            min_new_tokens=min(8, max_new),
-        )
-        framing = mode.framing(story.created_at)
-        context = build_context(self.engine.tokenizer, framing, turns, window - max_new)
-        attempt = _Attempt(context, mode, framing, deadline, on_progress)
-        result, cleaned, problems = await self._attempt(attempt, params)
-        guard: dict[str, object] = {"problems": list(problems)}
-        if problems and host.quality_guard and result.finish_reason != "interrupted":
-            # Degenerate: write it once more with steadier sampling, before anyone sees it.
-            steadier = _steadier(params)
-            if on_progress is not None:
-                on_progress.restart()
-            retry = await self._attempt(attempt, steadier)
-            guard["retry_problems"] = list(retry[2])
-            guard["kept"] = "retry" if len(retry[2]) < len(problems) else "first"
-            if guard["kept"] == "retry":
-                (result, cleaned, problems), params = retry, steadier
-            log.info("quality guard: %s, then %s", guard["problems"], guard["retry_problems"])
-        text = cleaned.text or "…"
-        record = {
-            "temperature": params.temperature,
-            "top_p": params.top_p,
-            "top_k": params.top_k,
-            "repetition_penalty": params.repetition_penalty,
-            "repetition_range": params.repetition_range,
-            "repetition_slope": params.repetition_slope,
-            "no_repeat_ngram_size": params.no_repeat_ngram_size,
-            "no_repeat_ngram_range": params.no_repeat_ngram_range,
-            "max_new_tokens": params.max_new_tokens,
-            "finish_reason": result.finish_reason,
-            "prompt_tokens": result.prompt_tokens,
-            "new_tokens": len(result.token_ids),
-            "turns_dropped": context.turns_dropped,
-            "context_truncated": context.truncated,
-            "cut": cleaned.cut,
-            "guard": guard,
-        }
+        """Ask the engine for the next part and commit it as the model's turn."""
+        text, record = await write_part(
+            self.engine, self.config, self.clock, story, mode, turns, settings, deadline,
+            on_progress,
+        )  # fmt: skip
         try:
             [turn] = await self.store.append_turns(story.id, [NewTurn("model", None, text, record)])
         except StoryGone:
@@ -367,31 +284,6 @@ class StoryService:
                 "This story was replaced by a new `/write` while I was writing."
             ) from None
         return turn
-
-    async def _attempt(
-        self, attempt: _Attempt, params: SamplingParams
-    ) -> tuple[GenerationResult, Cleaned, tuple[str, ...]]:
-        """One generation of the part: the engine's result, cleaned, and what the guard found."""
-        remaining = attempt.deadline - self.clock()
-        request = GenerationRequest(
-            tuple(attempt.context.ids), params, deadline=time.monotonic() + max(0.0, remaining)
-        )
-        result = await self.engine.generate(request, attempt.on_progress)
-        finished = result.finish_reason not in ("length", "interrupted")
-        cleaned = clean_output(result.text, attempt.mode, finished, attempt.framing)
-        problems = assess(cleaned.text, attempt.context.text, result.token_ids, attempt.context.ids)
-        return result, cleaned, problems
-
-
-@dataclass(frozen=True)
-class _Attempt:
-    """What every attempt at one part shares."""
-
-    context: Context
-    mode: Mode
-    framing: str
-    deadline: float
-    on_progress: Progress | None
 
 
 @contextlib.contextmanager
@@ -412,14 +304,3 @@ def _saved_note(saved: str | None) -> Iterator[None]:
 def _scrubbed(text: str) -> str:
     """Member text made safe to encode: a lone surrogate (no character at all) becomes U+FFFD."""
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").strip()
-
-
-def _steadier(params: SamplingParams) -> SamplingParams:
-    """Sampling for a second attempt at a degenerate part: cooler, narrower, firmer on repeats."""
-    return dataclasses.replace(
-        params,
-        temperature=round(params.temperature * 0.8, 3),
-        top_p=min(params.top_p, 0.9),
-        repetition_penalty=max(params.repetition_penalty, 1.2),
-        seed=None if params.seed is None else params.seed + 1,
-    )

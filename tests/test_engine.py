@@ -378,13 +378,18 @@ async def test_a_crash_while_admitting_fails_those_requests_instead_of_losing_th
     assert len((await engine.generate(requests[0])).token_ids) == GREEDY.max_new_tokens
 
 
-async def test_out_of_memory_inside_the_forward_pass_is_recovered_by_halving(engine):
-    """The error comes from deep in the real model's forward, after some layers wrote the cache."""
+async def four_requests_run_alone(engine):
+    """Four greedy requests of different lengths, and what each gives when run on its own."""
     requests = [
         GenerationRequest(ids(engine, p), SamplingParams(temperature=0, max_new_tokens=10))
         for p in ["One", "Two fish", "Three blind mice", "Four score and seven"]
     ]
-    solo = [await engine.generate(r) for r in requests]
+    return requests, [await engine.generate(r) for r in requests]
+
+
+async def test_out_of_memory_inside_the_forward_pass_is_recovered_by_halving(engine):
+    """The error comes from deep in the real model's forward, after some layers wrote the cache."""
+    requests, solo = await four_requests_run_alone(engine)
     sizes = []
 
     def little_memory(module, args, kwargs):
@@ -417,11 +422,7 @@ def fault_in_forward(engine, should_fail):
 
 
 async def test_a_failing_step_retries_each_row_alone_and_nobody_fails(engine):
-    requests = [
-        GenerationRequest(ids(engine, p), SamplingParams(temperature=0, max_new_tokens=10))
-        for p in ["One", "Two fish", "Three blind mice", "Four score and seven"]
-    ]
-    solo = [await engine.generate(r) for r in requests]
+    requests, solo = await four_requests_run_alone(engine)
     faults = []
 
     def transient(input_ids) -> bool:

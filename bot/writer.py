@@ -1,0 +1,147 @@
+"""Writing one part: the context, the sampling, the quality guard and what the turn records.
+
+Pure of storage and of Discord: the service hands in the story so far and the settings in force,
+and commits what comes back. The engine is passed in, so any engine with a tokenizer will do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bot.config import Config
+from bot.engine.types import GenerationRequest, GenerationResult, SamplingParams
+from bot.quality import assess
+from bot.settings import Resolved
+from bot.story import Cleaned, Context, Mode, Story, Turn, build_context, clean_output
+
+log = logging.getLogger(__name__)
+
+
+class Progress(Protocol):
+    """Receives a part as the model writes it."""
+
+    def __call__(self, delta: str) -> object:
+        """A new piece of the part's raw text."""
+
+    def restart(self) -> object:
+        """Forget what was shown: the part is being written again."""
+
+
+class Engine(Protocol):
+    """What writing needs of an engine (the local one, or later a remote one)."""
+
+    @property
+    def tokenizer(self): ...
+
+    @property
+    def n_positions(self) -> int: ...
+
+    async def generate(
+        self, request: GenerationRequest, on_delta: Callable[[str], object] | None = None
+    ) -> GenerationResult: ...
+
+
+async def write_part(
+    engine: Engine,
+    config: Config,
+    clock: Callable[[], float],
+    story: Story,
+    mode: Mode,
+    turns: list[Turn],
+    settings: Resolved,
+    deadline: float,
+    on_progress: Progress | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """The model's next part of ``story`` (text to show and store) and the record to keep with it.
+
+    ``deadline`` is on ``clock``; ``on_progress`` receives each new piece of raw text as the model
+    writes it, and a restart when the guard has the part written again.
+    """
+    host = config.generation
+    # The model's window, capped so that re-reading a long story stays quick on a CPU.
+    window = min(engine.n_positions, config.model.context_tokens)
+    # Leave the story at least half of it, whatever the settings ask for.
+    max_new = min(int(settings["max_new_tokens"]), window // 2)
+    params = SamplingParams(
+        temperature=float(settings["temperature"]),
+        top_p=float(settings["top_p"]),
+        top_k=host.top_k,
+        repetition_penalty=float(settings["repetition_penalty"]),
+        repetition_range=host.repetition_range,
+        repetition_slope=host.repetition_slope,
+        no_repeat_ngram_size=host.no_repeat_ngram_size,
+        no_repeat_ngram_range=host.no_repeat_ngram_range,
+        max_new_tokens=max_new,
+        min_new_tokens=min(8, max_new),
+    )
+    framing = mode.framing(story.created_at)
+    context = build_context(engine.tokenizer, framing, turns, window - max_new)
+    attempt = _Attempt(context, mode, framing, deadline, on_progress)
+    result, cleaned, problems = await _attempt(engine, clock, attempt, params)
+    guard: dict[str, object] = {"problems": list(problems)}
+    if problems and host.quality_guard and result.finish_reason != "interrupted":
+        # Degenerate: write it once more with steadier sampling, before anyone sees it.
+        steadier = _steadier(params)
+        if on_progress is not None:
+            on_progress.restart()
+        retry = await _attempt(engine, clock, attempt, steadier)
+        guard["retry_problems"] = list(retry[2])
+        guard["kept"] = "retry" if len(retry[2]) < len(problems) else "first"
+        if guard["kept"] == "retry":
+            (result, cleaned, problems), params = retry, steadier
+        log.info("quality guard: %s, then %s", guard["problems"], guard["retry_problems"])
+    text = cleaned.text or "…"
+    # The settings it was written with (those a moderator or host can choose), then what happened.
+    sampling = dataclasses.asdict(params)
+    record = {k: v for k, v in sampling.items() if k not in ("seed", "min_new_tokens")} | {
+        "finish_reason": result.finish_reason,
+        "prompt_tokens": result.prompt_tokens,
+        "new_tokens": len(result.token_ids),
+        "turns_dropped": context.turns_dropped,
+        "context_truncated": context.truncated,
+        "cut": cleaned.cut,
+        "guard": guard,
+    }
+    return text, record
+
+
+async def _attempt(
+    engine: Engine, clock: Callable[[], float], attempt: _Attempt, params: SamplingParams
+) -> tuple[GenerationResult, Cleaned, tuple[str, ...]]:
+    """One generation of the part: the engine's result, cleaned, and what the guard found."""
+    remaining = attempt.deadline - clock()
+    request = GenerationRequest(
+        tuple(attempt.context.ids), params, deadline=time.monotonic() + max(0.0, remaining)
+    )
+    result = await engine.generate(request, attempt.on_progress)
+    finished = result.finish_reason not in ("length", "interrupted")
+    cleaned = clean_output(result.text, attempt.mode, finished, attempt.framing)
+    problems = assess(cleaned.text, attempt.context.text, result.token_ids, attempt.context.ids)
+    return result, cleaned, problems
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """What every attempt at one part shares."""
+
+    context: Context
+    mode: Mode
+    framing: str
+    deadline: float
+    on_progress: Progress | None
+
+
+def _steadier(params: SamplingParams) -> SamplingParams:
+    """Sampling for a second attempt at a degenerate part: cooler, narrower, firmer on repeats."""
+    return dataclasses.replace(
+        params,
+        temperature=round(params.temperature * 0.8, 3),
+        top_p=min(params.top_p, 0.9),
+        repetition_penalty=max(params.repetition_penalty, 1.2),
+        seed=None if params.seed is None else params.seed + 1,
+    )
