@@ -3,7 +3,7 @@
 Usage::
 
     HF_HUB_OFFLINE=1 python -m bench.quality [--model DIR] [--quick] [--examples N]
-        [--threads N] [--json PATH] [--set KEY=VALUE ...]
+        [--threads N] [--json PATH] [--set KEY=VALUE ...] [--stories-only] [--skip-baseline]
 
 The model is the real SmolLM2-135M-Instruct prepared offline by ``bench.real_model`` (or any
 model folder given with ``--model``). Both sides write the same parts with the same seeds:
@@ -165,7 +165,6 @@ STORY_PARTS = 10
 QUICK_PROMPTS = 2
 QUICK_PARTS = 4
 SEED = 2026
-SCORED = ("no list start", "clean end", "distinct-2", "no repeats", "real words", "no leaks")
 
 
 @dataclasses.dataclass
