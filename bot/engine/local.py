@@ -347,10 +347,14 @@ class LocalEngine:
         """Finish every started row with what it has written; fail what has not started."""
         for row in batch.clear() + [a for a in arrivals if isinstance(a, Row)]:
             self._deliver(row, "interrupted")
+        for pending in [a for a in arrivals if isinstance(a, _Pending)] + self._empty_queue():
+            self._fail(pending, EngineStopping("stopped before it started"))
+
+    def _empty_queue(self) -> list[_Pending]:
+        """Take every request still waiting in the queue."""
         with self._cond:
             queued, self._queue = list(self._queue), collections.deque()
-        for pending in [a for a in arrivals if isinstance(a, _Pending)] + queued:
-            self._fail(pending, EngineStopping("stopped before it started"))
+        return queued
 
     def _drop_abandoned(self, batch: Batch) -> None:
         now = time.monotonic()
@@ -466,8 +470,7 @@ class LocalEngine:
         """
         rows = (self._batch.clear() if self._batch else []) + self._resume
         admitting, self._admitting, self._resume = self._admitting, [], []
-        with self._cond:
-            queued, self._queue = list(self._queue), collections.deque()
+        queued = self._empty_queue()
         waiting = [r.pending for r in rows]
         waiting += [a if isinstance(a, _Pending) else a.pending for a in admitting]
         for pending in waiting + queued:
