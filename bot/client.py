@@ -5,19 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator
 
 import discord
 from discord import app_commands
 from discord.ext import commands
+from discord.http import Route
 
 from bot.config import Config
 from bot.errors import StoryError
+from bot.render import interrupted_answer
+from bot.store import PendingReply
 
 log = logging.getLogger(__name__)
 
 EXTENSIONS = ("bot.cogs.story", "bot.cogs.settings")
 PUBLIC_DEFERRAL = "storybot.public_deferral"
+PENDING_REPLY = "storybot.pending_reply"
+TOKEN_LIFETIME_S = 15 * 60  # how long Discord accepts answers to an interaction
 APOLOGY = "Sorry, something went wrong on my side. The error has been logged; please try again."
 RESTARTING = "I'm restarting right now. Please try again in a minute."
 # After the drain, parts cut short still have to be saved and shown before the bot goes.
@@ -58,6 +64,53 @@ class StoryBot(commands.Bot):
             self.tree.copy_global_to(guild=guild)
             synced = await self.tree.sync(guild=guild)
             log.info("synced %d commands to development guild %s", len(synced), guild_id)
+        if self.services is not None:
+            await self._answer_interrupted()
+
+    async def remember(self, interaction: discord.Interaction) -> int:
+        """Record an acknowledged interaction until :meth:`settle`: a crash before its answer is
+        then told to the member at the next start. Returns the reply's id."""
+        reply = PendingReply(
+            id=interaction.id,
+            application_id=interaction.application_id,
+            token=interaction.token,
+            expires_at=interaction.created_at.timestamp() + TOKEN_LIFETIME_S,
+            channel_id=interaction.channel_id,
+            user_id=interaction.user.id,
+            user_name=interaction.user.display_name,
+        )
+        await self.service.open_reply(reply)
+        interaction.extras[PENDING_REPLY] = reply.id
+        return reply.id
+
+    async def settle(self, interaction: discord.Interaction) -> None:
+        """The member has their answer (or their error): forget the pending reply."""
+        reply_id = interaction.extras.pop(PENDING_REPLY, None)
+        if reply_id is None or self.services is None:
+            return
+        try:
+            await self.service.close_reply(reply_id)
+        except StoryError:  # at worst, the next start tells them again what was saved
+            log.warning("could not mark interaction %s as answered", interaction.id)
+
+    async def _answer_interrupted(self) -> None:
+        """Answer every request a crash left open, while Discord still accepts the answers."""
+        replies = await self.service.unanswered(time.time())
+        for reply in replies:
+            route = Route(
+                "PATCH",
+                "/webhooks/{webhook_id}/{webhook_token}/messages/@original",
+                webhook_id=reply.application_id,
+                webhook_token=reply.token,
+            )
+            payload = {"content": interrupted_answer(reply), "allowed_mentions": {"parse": []}}
+            try:
+                await self.http.request(route, json=payload)
+            except discord.HTTPException as error:
+                log.warning("could not answer interrupted interaction %s: %s", reply.id, error)
+            await self.service.close_reply(reply.id)
+        if replies:
+            log.info("answered %d interactions a restart had left open", len(replies))
 
     async def close(self) -> None:
         try:
@@ -131,10 +184,11 @@ class StoryBot(commands.Bot):
             command = interaction.command.qualified_name if interaction.command else "?"
             log.error("command /%s failed", command, exc_info=cause)
             message = APOLOGY
-        if self.is_closed():  # shutting down: the connection to answer on is gone
+        if self.is_closed():  # shutting down: the next start answers it (see remember)
             log.info("not answering interaction %s: the bot is closing", interaction.id)
             return
         await send_ephemeral(interaction, message)
+        await self.settle(interaction)
 
 
 async def send_ephemeral(interaction: discord.Interaction, message: str) -> None:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import discord
+
+if TYPE_CHECKING:
+    from bot.store import PendingReply
 
 MESSAGE_LIMIT = 2000
 
@@ -67,3 +71,25 @@ def story_part(parts: list[tuple[str | None, str]]) -> str:
         body = safe(text)
         rendered.append(f"**{safe(label)}:** {body}" if label else body)
     return "\n\n".join(rendered)
+
+
+def interrupted_answer(reply: PendingReply) -> str:
+    """The answer to a request a crash or restart left open: what was saved, and what to do."""
+    parts = [(reply.user_name if t.kind == "member" else None, t.text) for t in reply.saved]
+    if not parts:
+        return "*(I restarted before I could write this, and nothing was saved. Please try again.)*"
+    if reply.saved[-1].kind == "model":
+        note = "*(I restarted before I could show this here. It is saved in the story.)*"
+    else:
+        saved = "opening" if reply.saved[-1].kind == "opening" else "line"
+        note = (
+            f"*(I restarted while writing what comes next. Your {saved} is saved: "
+            "`/continue` goes on from it.)*"
+        )
+    room = MESSAGE_LIMIT - len(note) - len(TRUNCATED) - 4
+    chunks = split_message(story_part(parts), room)
+    body = chunks[0] + (f"\n\n{TRUNCATED}" if len(chunks) > 1 else "")
+    return f"{body}\n\n{note}"
+
+
+TRUNCATED = "*(… the rest is in `/story`.)*"

@@ -29,7 +29,7 @@ from bot.errors import (
 )
 from bot.limits import ChannelOrder, RateLimiter
 from bot.settings import Resolved, SettingSpec, resolve, setting_specs
-from bot.store import SERVER_WIDE, NewTurn, Store, StoryGone
+from bot.store import SERVER_WIDE, NewTurn, PendingReply, Store, StoryGone
 from bot.story import (
     DEFAULT_MODE,
     MODES,
@@ -41,17 +41,25 @@ from bot.writer import Engine, Progress, write_part
 
 log = logging.getLogger(__name__)
 
+# A reply left open by a crash is answered only while this much of its token's life is left.
+REPLY_MARGIN_S = 10.0
+
 Scope = Literal["server", "channel"]
 
 
 @dataclass(frozen=True)
 class Actor:
-    """Who is asking, and where. ``guild_id`` is None in direct messages."""
+    """Who is asking, and where. ``guild_id`` is None in direct messages.
+
+    ``reply_id`` names the adapter's pending reply (``Store.open_reply``), if it keeps one: the
+    turns saved for the request are linked to it, so that after a crash the member can be told.
+    """
 
     guild_id: int | None
     channel_id: int
     user_id: int
     is_moderator: bool = False
+    reply_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -126,11 +134,16 @@ class StoryService:
 
         async def body(deadline: float) -> Written:
             story, opening, archived = await self.store.start_story(
-                actor.guild_id or 0, actor.channel_id, chosen.name, prompt, actor.user_id
+                actor.guild_id or 0,
+                actor.channel_id,
+                chosen.name,
+                prompt,
+                actor.user_id,
+                actor.reply_id,
             )
             with _saved_note("opening"):
                 model_turn = await self._generate(
-                    story, chosen, [opening], settings, deadline, on_progress
+                    story, chosen, [opening], settings, deadline, on_progress, actor.reply_id
                 )
             return Written(story, [opening, model_turn], archived)
 
@@ -154,12 +167,14 @@ class StoryService:
             added = []
             if text:
                 added = await self.store.append_turns(
-                    current.id, [NewTurn("member", actor.user_id, text)]
+                    current.id, [NewTurn("member", actor.user_id, text)], actor.reply_id
                 )
             with _saved_note("line" if text else None):
                 turns = await self.store.turns(current.id)
                 added.append(
-                    await self._generate(current, chosen, turns, settings, deadline, on_progress)
+                    await self._generate(
+                        current, chosen, turns, settings, deadline, on_progress, actor.reply_id
+                    )
                 )
             return Written(current, added)
 
@@ -219,6 +234,25 @@ class StoryService:
         )  # fmt: skip
         return SettingChange(spec.key, scope, old, new, resolved[spec.key])
 
+    # -- replies members are waiting for -----------------------------------------------------
+
+    async def open_reply(self, reply: PendingReply) -> None:
+        """Remember an acknowledged request until it is answered (``close_reply``)."""
+        await self.store.open_reply(reply)
+
+    async def close_reply(self, reply_id: int) -> None:
+        await self.store.close_reply(reply_id)
+
+    async def unanswered(self, now: float) -> list[PendingReply]:
+        """Replies a crash left open that can still be answered; the expired ones are forgotten."""
+        live = []
+        for reply in await self.store.pending_replies():
+            if reply.expires_at - now > REPLY_MARGIN_S:
+                live.append(reply)
+            else:
+                await self.store.close_reply(reply.id)
+        return live
+
     # -- the pieces ----------------------------------------------------------------------------
 
     def _check_text(self, what: str, text: str) -> None:
@@ -271,6 +305,7 @@ class StoryService:
         settings: Resolved,
         deadline: float,
         on_progress: Progress | None = None,
+        reply_id: int | None = None,
     ) -> Turn:
         """Ask the engine for the next part and commit it as the model's turn."""
         text, record = await write_part(
@@ -278,7 +313,9 @@ class StoryService:
             on_progress,
         )  # fmt: skip
         try:
-            [turn] = await self.store.append_turns(story.id, [NewTurn("model", None, text, record)])
+            [turn] = await self.store.append_turns(
+                story.id, [NewTurn("model", None, text, record)], reply_id
+            )
         except StoryGone:
             raise NoStory(
                 "This story was replaced by a new `/write` while I was writing."

@@ -1,4 +1,5 @@
-"""The data layer: the only module with SQL. Stories, turns, settings and their audit in SQLite.
+"""The data layer: the only module with SQL. Stories, turns, settings and their audit in SQLite,
+and the replies members are waiting for (so a crash does not leave them hanging).
 
 One aiosqlite connection is the single writer; every write holds one asyncio lock, so a
 transaction's statements never interleave with another coroutine's. Writes are explicit
@@ -46,6 +47,27 @@ class NewTurn:
     author_id: int | None
     text: str
     settings: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class PendingReply:
+    """A member's command the bot has acknowledged and not yet answered.
+
+    ``id`` is the interaction's; ``token`` answers it as the bot until ``expires_at`` (Unix
+    time). ``saved`` are the turns committed for it so far (filled in by the store).
+    """
+
+    id: int
+    application_id: int
+    token: str
+    expires_at: float
+    channel_id: int
+    user_id: int
+    user_name: str
+    saved: tuple[Turn, ...] = ()
+
+    def __repr__(self) -> str:  # the token is a credential: keep it out of logs and tracebacks
+        return f"PendingReply(id={self.id}, channel_id={self.channel_id}, saved={len(self.saved)})"
 
 
 @dataclass(frozen=True)
@@ -214,9 +236,18 @@ class Store:
     # -- stories and turns ---------------------------------------------------------------------
 
     async def start_story(
-        self, guild_id: int, channel_id: int, mode: str, opening: str, author_id: int
+        self,
+        guild_id: int,
+        channel_id: int,
+        mode: str,
+        opening: str,
+        author_id: int,
+        reply_id: int | None = None,
     ) -> tuple[Story, Turn, Story | None]:
-        """Archive the channel's active story (if any) and start a new one with its opening."""
+        """Archive the channel's active story (if any) and start a new one with its opening.
+
+        ``reply_id`` names the pending reply (if any) the opening is saved for.
+        """
         title = " ".join(opening.split())[:100]
         async with self._write() as db:
             previous = await _one(
@@ -235,7 +266,9 @@ class Store:
             )
             story = _story(await cursor.fetchone())
             await cursor.close()
-            [turn] = await _insert_turns(db, story.id, [NewTurn("opening", author_id, opening)])
+            [turn] = await _insert_turns(
+                db, story.id, [NewTurn("opening", author_id, opening)], reply_id
+            )
         archived = None if previous is None else replace(_story(previous), active=False)
         return story, turn, archived
 
@@ -264,18 +297,69 @@ class Store:
         rows = await self._read(sql + " ORDER BY position", (story_id,))
         return [_turn(r) for r in rows]
 
-    async def append_turns(self, story_id: int, turns: Sequence[NewTurn]) -> list[Turn]:
-        """Append turns at the end of an active story, atomically."""
+    async def append_turns(
+        self, story_id: int, turns: Sequence[NewTurn], reply_id: int | None = None
+    ) -> list[Turn]:
+        """Append turns at the end of an active story, atomically (saved for ``reply_id``)."""
         async with self._write() as db:
             row = await _one(db, "SELECT active FROM stories WHERE id = ?", (story_id,))
             if row is None or not row["active"]:
                 raise StoryGone(f"story {story_id} is not active")
-            return await _insert_turns(db, story_id, turns)
+            return await _insert_turns(db, story_id, turns, reply_id)
 
     async def delete_turn(self, turn_id: int) -> None:
         """Soft-delete a turn (undo): it disappears from the story but stays in the record."""
         async with self._write() as db:
             await db.execute("UPDATE turns SET deleted = 1 WHERE id = ?", (turn_id,))
+
+    # -- replies members are waiting for -----------------------------------------------------
+
+    async def open_reply(self, reply: PendingReply) -> None:
+        """Remember an acknowledged command until :meth:`close_reply`."""
+        async with self._write() as db:
+            await db.execute(
+                "INSERT OR REPLACE INTO pending_replies"
+                " (id, application_id, token, expires_at, channel_id, user_id, user_name)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    reply.id,
+                    reply.application_id,
+                    reply.token,
+                    reply.expires_at,
+                    reply.channel_id,
+                    reply.user_id,
+                    reply.user_name,
+                ),
+            )
+
+    async def close_reply(self, reply_id: int) -> None:
+        """The member has their answer: forget the reply."""
+        async with self._write() as db:
+            await db.execute("DELETE FROM pending_replies WHERE id = ?", (reply_id,))
+
+    async def pending_replies(self) -> list[PendingReply]:
+        """Every reply still open (left by a crash), oldest first, with the turns saved for it."""
+        replies = await self._read("SELECT * FROM pending_replies ORDER BY id")
+        saved = await self._read(
+            "SELECT pending_reply_turns.reply_id, turns.* FROM pending_reply_turns"
+            " JOIN turns ON turns.id = pending_reply_turns.turn_id ORDER BY turns.id"
+        )
+        turns: dict[int, list[Turn]] = {}
+        for row in saved:
+            turns.setdefault(row["reply_id"], []).append(_turn(row))
+        return [
+            PendingReply(
+                id=r["id"],
+                application_id=r["application_id"],
+                token=r["token"],
+                expires_at=r["expires_at"],
+                channel_id=r["channel_id"],
+                user_id=r["user_id"],
+                user_name=r["user_name"],
+                saved=tuple(turns.get(r["id"], ())),
+            )
+            for r in replies
+        ]
 
     # -- settings ------------------------------------------------------------------------------
 
@@ -351,7 +435,7 @@ async def _one(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> aio
 
 
 async def _insert_turns(
-    db: aiosqlite.Connection, story_id: int, turns: Sequence[NewTurn]
+    db: aiosqlite.Connection, story_id: int, turns: Sequence[NewTurn], reply_id: int | None = None
 ) -> list[Turn]:
     row = await _one(
         db, "SELECT COALESCE(MAX(position), -1) FROM turns WHERE story_id = ?", (story_id,)
@@ -373,6 +457,13 @@ async def _insert_turns(
             ),
         ) as cursor:
             inserted.append(_turn(await cursor.fetchone()))
+    if reply_id is not None:  # linked only while the reply is open (the console has none)
+        for turn in inserted:
+            await db.execute(
+                "INSERT INTO pending_reply_turns (reply_id, turn_id)"
+                " SELECT id, ? FROM pending_replies WHERE id = ?",
+                (turn.id, reply_id),
+            )
     return inserted
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 import re
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -21,6 +23,7 @@ from discord import app_commands
 from bot.app import Services, create_bot
 from bot.client import APOLOGY
 from bot.cogs.story import WRITING, LiveProgress
+from bot.engine.types import EngineStopping
 from bot.errors import NoStory, NotModerator
 from bot.render import MESSAGE_LIMIT, safe
 from bot.service import StoryService
@@ -32,6 +35,7 @@ MANAGER_ROLE = 333333333333333333  # has Manage Server
 STORY_MOD_ROLE = 444444444444444444  # named in config.discord.moderator_role_ids
 PLAIN_ROLE = 555555555555555555
 
+INTERACTION_IDS = itertools.count(1000)
 USER_MENTION = re.compile(r"<@!?([0-9]{15,20})>")
 ROLE_MENTION = re.compile(r"<@&([0-9]{15,20})>")
 MASS_MENTION = re.compile(r"@(everyone|here)")
@@ -83,7 +87,10 @@ class FakeInteraction:
     """What the cogs and the error handler use of a ``discord.Interaction``, recorded in order."""
 
     def __init__(self, client, user, command=None, guild_id=GUILD_ID, channel_id=CHANNEL_ID):
-        self.id = 999
+        self.id = next(INTERACTION_IDS)
+        self.application_id = 777
+        self.token = f"token-{self.id}"
+        self.created_at = datetime.now(UTC)
         self.client = client
         self.user = user
         self.guild_id = guild_id
@@ -537,3 +544,54 @@ async def test_a_stored_part_discord_refuses_to_show_is_not_called_a_failure(bot
     [said] = [m["content"] for kind, m in interaction.sent if m.get("ephemeral")]
     assert "saved" in said and "/story" in said and "no need to write it again" in said
     assert [t.kind for t in await story_turns(bot)] == ["opening", "model"]
+
+
+# -- replies a crash could leave open --------------------------------------------------------------
+
+
+async def test_a_reply_is_remembered_while_the_part_is_written_and_forgotten_once_answered(
+    bot, reader
+):
+    seen = []
+    real_write = bot.services.service.write
+
+    async def write_and_look(actor, *args, **kwargs):
+        seen.extend(await bot.services.store.pending_replies())
+        return await real_write(actor, *args, **kwargs)
+
+    bot.services.service.write = write_and_look
+    interaction = await invoke(bot, "write", reader, prompt="A quiet town")
+
+    interaction.answer()
+    [remembered] = seen
+    assert (remembered.id, remembered.token, remembered.channel_id) == (
+        interaction.id, interaction.token, CHANNEL_ID,
+    )  # fmt: skip
+    assert remembered.expires_at == pytest.approx(interaction.created_at.timestamp() + 900)
+    assert remembered.user_name == reader.display_name
+    assert await bot.services.store.pending_replies() == []
+
+
+async def test_a_reply_is_forgotten_once_its_error_is_delivered(bot, reader):
+    interaction = await invoke(bot, "continue", reader, text="No story yet")
+
+    assert interaction.kinds() == ["defer", "delete", "followup"]
+    assert await bot.services.store.pending_replies() == []
+
+
+async def test_a_reply_the_closing_bot_cannot_answer_is_kept_for_the_next_start(
+    bot, reader, monkeypatch
+):
+    await invoke(bot, "write", reader, prompt="A quiet town")
+
+    async def engine_closed(*args, **kwargs):
+        raise EngineStopping()
+
+    monkeypatch.setattr(bot.services.service, "_generate", engine_closed)
+    monkeypatch.setattr(bot, "is_closed", lambda: True)
+    interaction = await invoke(bot, "continue", reader, text="Saved, then the engine stopped")
+
+    assert interaction.kinds() == ["defer"]  # nobody left to answer on
+    [kept] = await bot.services.store.pending_replies()
+    assert kept.id == interaction.id
+    assert [(t.kind, t.text) for t in kept.saved] == [("member", "Saved, then the engine stopped")]

@@ -10,7 +10,9 @@ import sys
 
 import pytest
 
-from bot.render import MESSAGE_LIMIT, safe, split_message, story_part
+from bot.render import MESSAGE_LIMIT, interrupted_answer, safe, split_message, story_part
+from bot.store import PendingReply
+from bot.story import Turn
 
 # The patterns discord.py itself reads mentions with (Message.raw_mentions / raw_role_mentions),
 # plus @everyone and @here, which Discord pings on wherever they appear as plain text.
@@ -278,3 +280,33 @@ def test_every_chunk_of_every_markup_is_inert(text, limit):
         assert unescaped_markup(chunk) == [], chunk
         assert LINE_MARKUP.search(chunk) is None, chunk  # no line, nor chunk, starts as a list
     assert "".join(safe(text).split()).replace("\\", "") == "".join(text.split()).replace("\\", "")
+
+
+# -- answers to requests a restart left open ---------------------------------------------------------
+
+
+def left_open(*turns: tuple[str, str]) -> PendingReply:
+    saved = tuple(
+        Turn(i, 1, i, kind, 5 if kind != "model" else None, text, None, "", False)
+        for i, (kind, text) in enumerate(turns)
+    )
+    return PendingReply(9, 42, "token", 1.8e9, 3, 5, "bob_the_**bold**", saved)
+
+
+def test_an_interrupted_request_with_nothing_saved_asks_to_try_again():
+    assert "nothing was saved. Please try again." in interrupted_answer(left_open())
+
+
+def test_an_interrupted_request_shows_the_saved_line_safely_and_says_how_to_go_on():
+    answer = interrupted_answer(left_open(("member", "Hi @everyone, see **this**")))
+    assert answer.startswith("**bob\\_the\\_\\*\\*bold\\*\\*:** Hi @\u200beveryone")
+    assert "Your line is saved: `/continue` goes on from it." in answer
+    assert "Your opening is saved" in interrupted_answer(left_open(("opening", "Once")))
+
+
+def test_a_part_saved_but_never_shown_is_shown_within_one_message():
+    answer = interrupted_answer(left_open(("member", "Go."), ("model", "word " * 1000)))
+    assert len(answer) <= MESSAGE_LIMIT
+    assert "(… the rest is in `/story`.)" in answer and "It is saved in the story." in answer
+    short = interrupted_answer(left_open(("model", "The end.")))
+    assert short.startswith("The end.") and "the rest" not in short

@@ -648,10 +648,10 @@ async def test_a_database_failure_after_the_line_is_saved_says_it_is_saved(servi
     await service.write(member(1), "Start")
     real_append = service.store.append_turns
 
-    async def append_but_the_disk_is_full(story_id, turns):
+    async def append_but_the_disk_is_full(story_id, turns, reply_id=None):
         if turns[0].kind == "model":
             raise StorageError()
-        return await real_append(story_id, turns)
+        return await real_append(story_id, turns, reply_id)
 
     monkeypatch.setattr(service.store, "append_turns", append_but_the_disk_is_full)
     with pytest.raises(StorageError) as caught:

@@ -12,7 +12,7 @@ from importlib import resources
 import pytest
 
 from bot.errors import DatabaseBusy, DatabaseUnusable
-from bot.store import SERVER_WIDE, NewTurn, Store, StoryGone, migrations
+from bot.store import SERVER_WIDE, NewTurn, PendingReply, Store, StoryGone, migrations
 
 GUILD, CHANNEL, OTHER_CHANNEL = 111, 222, 333
 ALICE, BOB = 1001, 1002
@@ -346,3 +346,51 @@ async def test_a_backup_taken_while_another_process_writes_is_whole_and_sound(
         assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         texts = [r[0] for r in copy.execute("SELECT text FROM turns ORDER BY position")]
     assert texts[:201] == ["Start", *(f"line {n}" for n in range(200))]
+
+
+# -- replies members are waiting for ---------------------------------------------------------------
+
+
+def reply(reply_id: int, user: int = ALICE, channel: int = CHANNEL) -> PendingReply:
+    return PendingReply(reply_id, 42, f"secret-token-{reply_id}", 1.8e9, channel, user, "alice")
+
+
+async def test_turns_saved_for_a_pending_reply_are_linked_to_it_in_their_transaction(store):
+    await store.open_reply(reply(1))
+    await store.open_reply(reply(2, BOB))
+    story, opening, _ = await store.start_story(GUILD, CHANNEL, "story", "Once", ALICE, 1)
+    [line] = await store.append_turns(story.id, [NewTurn("member", BOB, "Bob's line")], 2)
+    [part] = await store.append_turns(story.id, [NewTurn("model", None, "Then")], 2)
+    await store.append_turns(story.id, [NewTurn("model", None, "Unlinked")])
+
+    first, second = await store.pending_replies()
+    assert (first.id, first.token, first.user_name) == (1, "secret-token-1", "alice")
+    assert first.saved == (opening,)
+    assert second.saved == (line, part)
+
+
+async def test_a_closed_reply_is_gone_with_its_links_and_later_turns_are_not_linked(store):
+    await store.open_reply(reply(1))
+    story, _, _ = await store.start_story(GUILD, CHANNEL, "story", "Once", ALICE, 1)
+    await store.close_reply(1)
+    await store.append_turns(story.id, [NewTurn("model", None, "After")], 1)
+
+    assert await store.pending_replies() == []
+    with raw(store.path) as db:
+        assert db.execute("SELECT COUNT(*) FROM pending_reply_turns").fetchone()[0] == 0
+    assert [t.text for t in await store.turns(story.id)] == ["Once", "After"]
+
+
+async def test_pending_replies_survive_a_reopen(store, config):
+    await store.open_reply(reply(7))
+    await store.close()
+    reopened = await Store.open(config.database.path)
+    try:
+        [left] = await reopened.pending_replies()
+    finally:
+        await reopened.close()
+    assert left == reply(7)
+
+
+def test_a_pending_reply_never_shows_its_token():
+    assert "secret-token" not in repr(reply(1)) and "secret-token" not in str(reply(1))

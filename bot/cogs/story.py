@@ -24,13 +24,14 @@ WRITING = " ✍️"  # ends a preview of a part still being written
 CUT_SHORT = "*(cut short: I'm restarting. It is saved; `/continue` in a minute goes on from here.)*"
 
 
-def actor_of(bot: StoryBot, interaction: discord.Interaction) -> Actor:
+def actor_of(bot: StoryBot, interaction: discord.Interaction, reply_id: int | None = None) -> Actor:
     """Who is asking, where, and whether they moderate this server."""
     return Actor(
         guild_id=interaction.guild_id,
         channel_id=interaction.channel_id,
         user_id=interaction.user.id,
         is_moderator=bot.is_moderator(interaction.user),
+        reply_id=reply_id,
     )
 
 
@@ -54,13 +55,11 @@ class StoryCog(commands.Cog):
         mode: str | None = None,
     ) -> None:
         """Start a new story in this channel (the previous one is archived)."""
-        await defer_public(interaction)
+        actor = await self._acknowledge(interaction)
         with self.bot.part_in_flight():
             progress = LiveProgress(interaction, prefix=f"{prompt}\n\n")
             try:
-                written = await self.bot.service.write(
-                    actor_of(self.bot, interaction), prompt, mode, on_progress=progress
-                )
+                written = await self.bot.service.write(actor, prompt, mode, on_progress=progress)
             finally:
                 await progress.stop()
             header = (
@@ -78,13 +77,11 @@ class StoryCog(commands.Cog):
         self, interaction: discord.Interaction, text: app_commands.Range[str, 1, 1500] | None = None
     ) -> None:
         """Add to this channel's story and let the bot write the next part."""
-        await defer_public(interaction)
+        actor = await self._acknowledge(interaction)
         with self.bot.part_in_flight():
             progress = LiveProgress(interaction, prefix=f"{text}\n\n" if text else "")
             try:
-                written = await self.bot.service.continue_(
-                    actor_of(self.bot, interaction), text, on_progress=progress
-                )
+                written = await self.bot.service.continue_(actor, text, on_progress=progress)
             finally:
                 await progress.stop()
             await self._send(interaction, None, self._parts(interaction, written), written)
@@ -104,6 +101,11 @@ class StoryCog(commands.Cog):
         for chunk in chunks[1:]:
             await interaction.followup.send(chunk, ephemeral=True)
 
+    async def _acknowledge(self, interaction: discord.Interaction) -> Actor:
+        """Defer at once, then remember the interaction until it is answered."""
+        await defer_public(interaction)
+        return actor_of(self.bot, interaction, await self.bot.remember(interaction))
+
     @staticmethod
     def _parts(interaction: discord.Interaction, written: Written) -> list[tuple[str | None, str]]:
         return [
@@ -111,9 +113,8 @@ class StoryCog(commands.Cog):
             for turn in written.turns
         ]
 
-    @staticmethod
     async def _send(
-        interaction: discord.Interaction, header: str | None, parts, written: Written
+        self, interaction: discord.Interaction, header: str | None, parts, written: Written
     ) -> None:
         """The answer to a deferral: the first chunk replaces it, the rest follow."""
         body = story_part(parts)
@@ -128,6 +129,7 @@ class StoryCog(commands.Cog):
         interaction.extras[PUBLIC_DEFERRAL] = False
         for chunk in rest:
             await interaction.followup.send(chunk)
+        await self.bot.settle(interaction)
 
 
 class LiveProgress:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import sqlite3
 import time
 
 import pytest
 
+from bot.cogs.story import WRITING
 from bot.engine.batch import Batch
 from bot.engine.sampling import TokenChooser
 from tests.discord_emulator import EPHEMERAL, MissingPermissions
@@ -307,3 +310,70 @@ async def test_past_the_drain_limit_a_part_is_saved_as_it_is_and_marked_cut_shor
     rows = turns(config, world.channel.id)
     assert [r["kind"] for r in rows] == ["opening", "model", "member", "model"]
     assert '"finish_reason": "interrupted"' in rows[-1]["settings"]
+
+
+# -- a crash -----------------------------------------------------------------------------------------
+
+
+def pending_replies(config) -> list[sqlite3.Row]:
+    with contextlib.closing(sqlite3.connect(config.database.path)) as db:
+        db.row_factory = sqlite3.Row
+        return db.execute("SELECT * FROM pending_replies ORDER BY id").fetchall()
+
+
+async def crash_while_writing(emu, world, config, monkeypatch):
+    """Two members wait for parts when the bot dies without a graceful stop (as by kill -9):
+    bob added a line, alice did not. Returns their interactions."""
+    async with storybot(emu, config) as bot:
+        await answer(emu, await world.alice.slash(world.channel, "write", prompt="A dark sea"))
+        await answer(emu, await world.alice.slash(world.other_channel, "write", prompt="A poem"))
+        slow_steps(monkeypatch, 0.05)  # 400 tokens would take 20 s
+        bob = await world.bob.slash(world.channel, "continue", text="Bob's line.")
+        alice = await world.alice.slash(world.other_channel, "continue")
+        await writing(emu, bob)
+        await writing(emu, alice)
+        await bot.close()  # no drain, no answers: the process is gone
+    monkeypatch.undo()
+    return bob, alice
+
+
+async def test_after_a_crash_the_next_start_tells_each_waiting_member_what_was_saved(
+    emu, world, bot_config, monkeypatch
+):
+    config = configured(bot_config, "generation", max_new_tokens=400)
+    bob, alice = await crash_while_writing(emu, world, config, monkeypatch)
+    for waiting in (bob.original, alice.original):  # "thinking…", or a frozen preview
+        assert waiting.loading or waiting.content.endswith(WRITING)
+    left = pending_replies(config)
+    assert [r["id"] for r in left] == [bob.id, alice.id]
+    assert all(r["token"] for r in left)
+
+    async with storybot(emu, config):
+        bob_told = await answer(emu, bob)
+        alice_told = await answer(emu, alice)
+
+    assert "**bob:** Bob's line." in bob_told.content
+    assert "Your line is saved: `/continue` goes on from it." in bob_told.content
+    assert "nothing was saved. Please try again." in alice_told.content
+    assert not bob_told.ephemeral and not alice_told.ephemeral
+    assert pending_replies(config) == []
+    assert [r["kind"] for r in turns(config, world.channel.id)] == ["opening", "model", "member"]
+    assert [r["kind"] for r in turns(config, world.other_channel.id)] == ["opening", "model"]
+
+
+async def test_a_reply_past_its_token_lifetime_is_forgotten_not_sent(
+    emu, world, bot_config, monkeypatch
+):
+    config = configured(bot_config, "generation", max_new_tokens=400)
+    await crash_while_writing(emu, world, config, monkeypatch)
+    with contextlib.closing(sqlite3.connect(config.database.path)) as db, db:
+        db.execute("UPDATE pending_replies SET expires_at = expires_at - 900")
+    sent_before = len(emu.transcript)
+
+    async with storybot(emu, config):
+        pass
+
+    assert pending_replies(config) == []
+    assert not [r for r in emu.transcript[sent_before:] if "/webhooks/" in r.path]
+    await emu.close(check=False)  # Discord would show both as failed: too late to answer
+    assert [v.code for v in emu.pop_violations()] == ["never_answered", "never_answered"]
