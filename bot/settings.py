@@ -116,7 +116,10 @@ def resolve(
 
 def _quoted(raw: object, limit: int = 20) -> str:
     """A typed-in value, short and inert, to quote back in a message."""
-    text = str(raw).replace("`", "'")
+    try:
+        text = str(raw).replace("`", "'")
+    except ValueError:  # an int with more digits than Python will print
+        return "That number"
     return f"`{text[:limit]}…`" if len(text) > limit else f"`{text}`"
 
 
