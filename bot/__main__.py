@@ -123,6 +123,10 @@ async def run(config: Config, args) -> int:
     try:
         async with bot:  # leaving it closes the bot, and the services if they were opened
             await bot.start(config.token.reveal())
+            # start() returns as soon as the connection is closed; leaving `async with` does not
+            # close again then, so wait here for the services to be closed (a graceful stop's
+            # close, or this one), before asyncio.run cancels whatever is left.
+            await bot.close()
     except discord.LoginFailure:
         print(f"Discord refused the token in {TOKEN_ENV}: check it and try again.", file=sys.stderr)
         return 2

@@ -45,6 +45,7 @@ class StoryBot(commands.Bot):
         self.services = None
         self.draining = False
         self._in_flight: set[asyncio.Task] = set()
+        self._closing = asyncio.Lock()
         self.tree.on_error = self.on_app_command_error
         self.tree.interaction_check = self._admit_interaction
 
@@ -113,12 +114,15 @@ class StoryBot(commands.Bot):
             log.info("answered %d interactions a restart had left open", len(replies))
 
     async def close(self) -> None:
-        try:
-            await super().close()
-        finally:
-            if self.services is not None:
-                services, self.services = self.services, None
-                await services.close()
+        """Close the connection, then the services. A second call returns only once the first
+        is through, so that nothing (``asyncio.run`` ending, for one) cuts the closing short."""
+        async with self._closing:
+            try:
+                await super().close()
+            finally:
+                if self.services is not None:
+                    services, self.services = self.services, None
+                    await services.close()
 
     async def shutdown(self) -> None:
         """Stop gracefully: refuse new interactions, let parts being written finish within the

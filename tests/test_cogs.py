@@ -595,3 +595,22 @@ async def test_a_reply_the_closing_bot_cannot_answer_is_kept_for_the_next_start(
     [kept] = await bot.services.store.pending_replies()
     assert kept.id == interaction.id
     assert [(t.kind, t.text) for t in kept.saved] == [("member", "Saved, then the engine stopped")]
+
+
+async def test_a_second_close_returns_only_once_the_services_are_closed(bot, monkeypatch):
+    services = bot.services
+    real_close = services.close
+    closed = asyncio.Event()
+
+    async def slow_close():
+        await asyncio.sleep(0.2)  # the engine finishing its step, the store its last write
+        await real_close()
+        closed.set()
+
+    monkeypatch.setattr(services, "close", slow_close)
+    first = asyncio.ensure_future(bot.close())  # as a graceful stop does
+    await asyncio.sleep(0.01)
+    await bot.close()  # as leaving `async with bot` does, after which asyncio.run ends
+
+    assert closed.is_set()
+    await first
