@@ -107,6 +107,7 @@ class Store:
         self._reader = connection  # until open() adds a read-only connection of its own
         self._lock = asyncio.Lock()
         self._read_lock = asyncio.Lock()
+        self._busy_timeout_ms = WRITE_WAIT_MS
         self.path = path
 
     @classmethod
@@ -171,17 +172,39 @@ class Store:
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
-        """An explicit write transaction, committed on success and rolled back on error."""
-        async with self._lock:
-            try:
-                await self._db.execute("BEGIN IMMEDIATE")
-                yield self._db
-                await self._db.execute("COMMIT")
-            except BaseException as error:
-                await asyncio.shield(self._roll_back())
-                if _is_storage_fault(error):
-                    raise self._storage_error(error) from error
-                raise
+        """An explicit write transaction, committed on success and rolled back on error.
+
+        A write waits at most ``WRITE_WAIT_MS`` in all, for this store's other writes and for
+        another process's lock together, then gives up with :class:`DatabaseBusy`: writers queued
+        behind a locked database each hear "busy" within that time, not one after another.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WRITE_WAIT_MS / 1000
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._lock.acquire()
+        except TimeoutError:
+            log.error("database %s: busy (writes queued for %d ms)", self.path, WRITE_WAIT_MS)
+            raise DatabaseBusy() from None
+        try:
+            await self._wait_for_locks_until(deadline)
+            await self._db.execute("BEGIN IMMEDIATE")
+            yield self._db
+            await self._db.execute("COMMIT")
+        except BaseException as error:
+            await asyncio.shield(self._roll_back())
+            if _is_storage_fault(error):
+                raise self._storage_error(error) from error
+            raise
+        finally:
+            self._lock.release()
+
+    async def _wait_for_locks_until(self, deadline: float) -> None:
+        """Let SQLite wait for another process's lock only until ``deadline``."""
+        left_ms = max(1, int((deadline - asyncio.get_running_loop().time()) * 1000))
+        if left_ms < self._busy_timeout_ms - 50 or left_ms > self._busy_timeout_ms:
+            await self._db.execute(f"PRAGMA busy_timeout = {left_ms}")
+            self._busy_timeout_ms = left_ms
 
     async def _roll_back(self) -> None:
         """End the open transaction, if any, so the single writer connection stays usable."""

@@ -12,7 +12,15 @@ from importlib import resources
 import pytest
 
 from bot.errors import DatabaseBusy, DatabaseUnusable
-from bot.store import SERVER_WIDE, NewTurn, PendingReply, Store, StoryGone, migrations
+from bot.store import (
+    SERVER_WIDE,
+    WRITE_WAIT_MS,
+    NewTurn,
+    PendingReply,
+    Store,
+    StoryGone,
+    migrations,
+)
 
 GUILD, CHANNEL, OTHER_CHANNEL = 111, 222, 333
 ALICE, BOB = 1001, 1002
@@ -289,6 +297,25 @@ async def test_reads_are_not_held_up_by_a_writer_waiting_on_another_process(stor
     assert "busy" in caught.value.user_message
     # The write was refused whole, and the store still works.
     await store.append_turns(story.id, [NewTurn("member", BOB, "after")])
+    assert [t.text for t in await store.turns(story.id)] == ["Start", "after"]
+
+
+async def test_writers_queued_behind_a_locked_database_each_hear_busy_within_the_wait(
+    store, config
+):
+    story, _, _ = await store.start_story(GUILD, CHANNEL, "story", "Start", ALICE)
+    with raw(config.database.path) as other:
+        other.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        writes = [
+            store.append_turns(story.id, [NewTurn("member", BOB, f"line {i}")]) for i in range(4)
+        ]
+        results = await asyncio.gather(*writes, return_exceptions=True)
+        waited = time.monotonic() - started
+        other.execute("ROLLBACK")
+    assert all(isinstance(r, DatabaseBusy) for r in results)
+    assert waited < WRITE_WAIT_MS / 1000 + 1.0  # not four waits one after another
+    await store.append_turns(story.id, [NewTurn("member", BOB, "after")])  # a full wait again
     assert [t.text for t in await store.turns(story.id)] == ["Start", "after"]
 
 
