@@ -34,9 +34,16 @@ if TYPE_CHECKING:
 @contextlib.contextmanager
 def patch_discord(emulator: DiscordEmulator) -> Iterator[None]:
     """Point ``Route.BASE`` and ``DiscordWebSocket.DEFAULT_GATEWAY`` at ``emulator`` until exit."""
+    with pointed_at(emulator.url):
+        yield
+
+
+@contextlib.contextmanager
+def pointed_at(url: str) -> Iterator[None]:
+    """Point discord.py at the emulator listening at ``url`` (``http://127.0.0.1:PORT``)."""
     saved_base, saved_gateway = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
-    Route.BASE = emulator.api_base
-    DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(emulator.gateway_url)
+    Route.BASE = f"{url}/api/v10"
+    DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url.replace("http://", "ws://") + "/gateway")
     try:
         yield
     finally:
