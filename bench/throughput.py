@@ -245,14 +245,17 @@ async def run_baseline(loaded: LoadedModel, workload: Workload) -> SideResult:
         return await run_side(submit, workload)
 
 
-async def run_engine(loaded: LoadedModel, config: ModelConfig, workload: Workload) -> SideResult:
-    """Every request through ``LocalEngine.generate``, batched by the engine."""
+async def run_engine(
+    loaded: LoadedModel, config: ModelConfig, workload: Workload, explain: bool = False
+) -> SideResult:
+    """Every request through ``LocalEngine.generate``, batched by the engine (``explain``: each
+    noting how sure the model was of every token)."""
     engine = LocalEngine(config, loaded=loaded)
     await engine.start()
     try:
 
         async def submit(prompt: tuple[int, ...], params: SamplingParams) -> int:
-            result = await engine.generate(GenerationRequest(prompt, params))
+            result = await engine.generate(GenerationRequest(prompt, params, explain=explain))
             return len(result.token_ids)
 
         await workload.warm_up(submit)
@@ -287,6 +290,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="ours with torch.compile")
     parser.add_argument("--attention", choices=ATTENTION, default="sdpa", help="default: sdpa")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="instead of the baseline: ours with and without token notes, twice each, and the "
+        "notes' overhead",
+    )
     args = parser.parse_args(argv)
     for name in ("requests", "new_tokens", "prompt_tokens", "max_batch_size", "threads"):
         value = getattr(args, name)
@@ -338,6 +347,8 @@ async def benchmark(args: argparse.Namespace, model_dir: Path) -> dict[str, obje
     )
     report = settings(args, loaded)
     print(" ".join(f"{key}={value}" for key, value in report.items()), flush=True)
+    if args.explain:
+        return report | await explain_overhead(loaded, config, workload)
 
     baseline = await run_baseline(loaded, workload)
     print(baseline.line("baseline"), flush=True)
@@ -352,6 +363,29 @@ async def benchmark(args: argparse.Namespace, model_dir: Path) -> dict[str, obje
         "ours": dataclasses.asdict(ours),
         "generated_tokens": ours.tokens,
         "speedup": speedup,
+    }
+
+
+async def explain_overhead(
+    loaded: LoadedModel, config: ModelConfig, workload: Workload
+) -> dict[str, object]:
+    """Ours with and without token notes, alternating, twice each; the best of each compared."""
+    plain, explained = [], []
+    for _ in range(2):
+        plain.append(await run_engine(loaded, config, workload))
+        print(plain[-1].line("ours"), flush=True)
+        explained.append(await run_engine(loaded, config, workload, explain=True))
+        print(explained[-1].line("ours+notes"), flush=True)
+    best_plain = max(r.tokens_per_s for r in plain)
+    best_explained = max(r.tokens_per_s for r in explained)
+    overhead = 1 - best_explained / best_plain
+    print(f"token notes overhead={overhead:.1%} (best of 2: {best_explained:.1f} vs "
+          f"{best_plain:.1f} tokens/s)")  # fmt: skip
+    return {
+        "ours": [dataclasses.asdict(r) for r in plain],
+        "ours_with_notes": [dataclasses.asdict(r) for r in explained],
+        "notes_overhead": overhead,
+        "speedup": best_explained / best_plain,
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 
@@ -485,3 +486,55 @@ async def test_cut_short_ends_rows_with_what_they_have_and_refuses_what_has_not_
         await engine.close()
     assert done.finish_reason == "interrupted"
     assert 0 < len(done.token_ids) < 500
+
+
+# -- how sure the model was of each token ------------------------------------------------------------
+
+
+async def test_explained_greedy_tokens_carry_the_models_own_probabilities(engine):
+    prompt = ids(engine, "The lighthouse keeper")
+    result = await engine.generate(
+        GenerationRequest(prompt, SamplingParams(temperature=0, max_new_tokens=6), explain=True)
+    )
+
+    assert [c.token for c in result.choices] == list(result.token_ids)
+    model = engine.loaded.model
+    context = list(prompt)
+    for choice in result.choices:
+        with torch.no_grad():
+            logits = model(torch.tensor([context])).logits[0, -1].float()
+        probs = logits.softmax(-1)
+        assert choice.p_model == pytest.approx(float(probs[choice.token]), abs=1e-4)
+        assert choice.rank == 1 and choice.p == 1.0  # greedy: the likeliest, drawn for sure
+        top = probs.topk(5)
+        assert [a for a, _ in choice.alternatives] == top.indices.tolist()
+        assert sum(q for _, q in choice.alternatives) <= 1.0 + 1e-6
+        context.append(choice.token)
+
+
+async def test_sampled_choices_note_the_chance_the_sampler_gave_them(engine):
+    params = SamplingParams(temperature=0.8, top_p=0.9, max_new_tokens=8, seed=3)
+    result = await engine.generate(GenerationRequest(ids(engine, "Once"), params, explain=True))
+
+    assert len(result.choices) == len(result.token_ids)
+    for choice in result.choices:
+        assert 0 < choice.p <= 1 and 0 < choice.p_model <= 1 and choice.rank >= 1
+    plain = await engine.generate(GenerationRequest(ids(engine, "Once"), params))
+    assert plain.choices == () and plain.token_ids == result.token_ids  # noting changes nothing
+
+
+async def test_an_explanation_is_the_same_batched_or_alone(engine):
+    params = SamplingParams(temperature=0.9, max_new_tokens=10, min_new_tokens=10, seed=11)
+    request = GenerationRequest(ids(engine, "A quiet harbour"), params, explain=True)
+    alone = await engine.generate(request)
+    others = [
+        GenerationRequest(ids(engine, text), dataclasses.replace(params, seed=i))
+        for i, text in enumerate(["Far away", "It rained all", "Nobody knew the"])
+    ]
+    together, *_ = await asyncio.gather(*(engine.generate(r) for r in [request, *others]))
+
+    assert together.token_ids == alone.token_ids
+    for a, b in zip(alone.choices, together.choices, strict=True):
+        assert a.token == b.token and a.rank == b.rank
+        assert a.p_model == pytest.approx(b.p_model, abs=1e-4)
+        assert a.p == pytest.approx(b.p, abs=1e-4)

@@ -11,6 +11,7 @@ from bot.engine.types import (
     GenerationResult,
     GenerationTimeout,
     SamplingParams,
+    TokenChoice,
 )
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "GenerationTimeout",
     "LocalEngine",
     "SamplingParams",
+    "TokenChoice",
 ]

@@ -337,7 +337,7 @@ class LocalEngine:
             pending=pending,
             ids=prompt,
             prompt_len=len(prompt),
-            sampler=RowSampler(params, prompt, loaded.eos_id),
+            sampler=RowSampler(params, prompt, loaded.eos_id, request.explain),
             stop=stop,
             deadline=pending.deadline,
             stream=TextStream(stop.stop_strings),
@@ -439,6 +439,7 @@ class LocalEngine:
         """Send the row's text as its result."""
         streaming = row.pending.streaming
         ids = [t for t in row.generated if t != self.loaded.eos_id]
+        choices = [c for c in row.sampler.choices or () if c.token != self.loaded.eos_id]
         text = row.stop.trim(self._decode(ids))
         if streaming:
             row.pending.emit(row.stream.finish(text))
@@ -451,6 +452,7 @@ class LocalEngine:
             prompt_tokens=row.prompt_len,
             queued_s=(pending.started or now) - pending.submitted,
             elapsed_s=now - pending.submitted,
+            choices=tuple(choices),
         )
         self._seconds_per_request = 0.8 * self._seconds_per_request + 0.2 * result.elapsed_s
         self.completed += 1

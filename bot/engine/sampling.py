@@ -11,7 +11,9 @@ from collections.abc import Sequence
 
 import torch
 
-from bot.engine.types import FinishReason, SamplingParams
+from bot.engine.types import FinishReason, SamplingParams, TokenChoice
+
+ALTERNATIVES = 5  # the model's likeliest tokens noted with each explained token
 
 
 class NgramBan:
@@ -40,9 +42,17 @@ class NgramBan:
 class RowSampler:
     """The sampling state of one row: its settings, its recent tokens and its generator."""
 
-    def __init__(self, params: SamplingParams, prompt_ids: Sequence[int], eos_id: int | None):
+    def __init__(
+        self,
+        params: SamplingParams,
+        prompt_ids: Sequence[int],
+        eos_id: int | None,
+        explain: bool = False,
+    ) -> None:
         self.params = params
         self.eos_id = eos_id
+        # How each token was chosen, noted by the chooser when the request asked for it.
+        self.choices: list[TokenChoice] | None = [] if explain else None
         self.generated = 0
         self.recent: list[int] = list(prompt_ids)
         # A long story's common words and phrases must stay usable: the ban sees recent text only.
@@ -105,23 +115,54 @@ class TokenChooser:
     """Picks the next token for every row of a batch at once."""
 
     def choose(self, logits: torch.Tensor, rows: Sequence[RowSampler]) -> list[int]:
-        """``logits`` is [batch, vocab]; returns one token id per row."""
+        """``logits`` is [batch, vocab]; returns one token id per row.
+
+        For a row that explains itself, the choice is noted on the row (``RowSampler.choices``):
+        the model's probabilities come from the logits as the model gave them, the sampler's
+        from the distribution it drew from.
+        """
+        explained = [i for i, row in enumerate(rows) if row.choices is not None]
+        raw = logits[explained].float() if explained else None  # a copy: adjust works in place
         logits = logits.float()
         for i, row in enumerate(rows):
             row.adjust(logits[i])
         tokens = logits.argmax(dim=-1)
+        chance = torch.ones(len(rows))  # a greedy row's token is certain to be drawn
 
         sampled = [i for i, row in enumerate(rows) if not row.params.greedy]
         if sampled:
             index = torch.tensor(sampled, dtype=torch.long)
             draws = torch.cat([torch.rand(1, generator=rows[i].generator) for i in sampled])
             params = [rows[i].params for i in sampled]
-            tokens[index] = self._sample(logits[index], params, draws)
+            tokens[index], chance[index] = self._sample(logits[index], params, draws)
+        if raw is not None:
+            self._note(raw, [rows[i] for i in explained], tokens[explained], chance[explained])
         return tokens.tolist()
 
     @staticmethod
+    def _note(
+        raw: torch.Tensor, rows: Sequence[RowSampler], tokens: torch.Tensor, chance: torch.Tensor
+    ) -> None:
+        """Note each explained row's choice: its probability, rank and the likeliest tokens."""
+        probs = raw.softmax(dim=-1)
+        chosen = probs.gather(1, tokens.unsqueeze(1)).squeeze(1)
+        ranks = (probs > chosen.unsqueeze(1)).sum(dim=-1) + 1
+        top_p, top_ids = probs.topk(ALTERNATIVES, dim=-1)
+        for n, row in enumerate(rows):
+            row.choices.append(
+                TokenChoice(
+                    token=int(tokens[n]),
+                    p=float(chance[n]),
+                    p_model=float(chosen[n]),
+                    rank=int(ranks[n]),
+                    alternatives=tuple(zip(top_ids[n].tolist(), top_p[n].tolist(), strict=True)),
+                )
+            )
+
+    @staticmethod
     def _sample(logits: torch.Tensor, params: Sequence[SamplingParams], draws: torch.Tensor):
-        """Temperature, then top-k and top-p, then one token per row by inverse CDF.
+        """Temperature, then top-k and top-p, then one token per row by inverse CDF; returns the
+        tokens and the probability each had of being drawn.
 
         ``draws`` holds one uniform number per row from the row's own generator, so a seeded row
         samples the same token whatever else is in the batch. Rows that filter share one sort.
@@ -143,7 +184,8 @@ class TokenChooser:
         cdf = probs.cumsum(dim=-1)
         picked = torch.searchsorted(cdf, draws.unsqueeze(1) * cdf[:, -1:], right=True)
         picked = picked.clamp_max(vocab - 1)
-        return (picked if order is None else order.gather(1, picked)).squeeze(1)
+        chance = (probs.gather(1, picked) / cdf[:, -1:]).squeeze(1)
+        return (picked if order is None else order.gather(1, picked)).squeeze(1), chance
 
 
 class StopRule:

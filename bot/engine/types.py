@@ -62,10 +62,22 @@ class GenerationRequest:
     params: SamplingParams = field(default_factory=SamplingParams)
     stop_strings: tuple[str, ...] = ()
     deadline: float | None = None  # time.monotonic() value; None uses the engine's timeout
+    explain: bool = False  # note how sure the model was of each token (TokenChoice)
 
     def __post_init__(self) -> None:
         if not self.prompt_ids:
             raise ValueError("a generation request needs at least one prompt token")
+
+
+@dataclass(frozen=True)
+class TokenChoice:
+    """How one written token was chosen: the model's view of it, and the sampler's."""
+
+    token: int
+    p: float  # the probability the sampler gave it, after every sampling setting
+    p_model: float  # the model's own probability of it (a softmax of its logits)
+    rank: int  # 1: the model's likeliest token
+    alternatives: tuple[tuple[int, float], ...]  # the model's likeliest tokens: (id, p_model)
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,7 @@ class GenerationResult:
     prompt_tokens: int
     queued_s: float
     elapsed_s: float
+    choices: tuple[TokenChoice, ...] = ()  # one per token id, when the request asked to explain
 
 
 class EngineError(StoryError):
