@@ -101,6 +101,7 @@ class GenerationConfig:
     max_new_tokens: int = 120
     user_rate: int = 5
     quality_guard: bool = True
+    explanations: bool = True  # note how sure the model was of each token, for /story explain
 
 
 @dataclass(frozen=True)
@@ -269,6 +270,7 @@ def parse_config(data: Mapping[str, Any], token: str = "", source: Path | None =
             "user_rate", min(g.user_rate, caps.max_user_rate), 1, caps.max_user_rate
         ),
         quality_guard=s.flag("quality_guard", g.quality_guard),
+        explanations=s.flag("explanations", g.explanations),
     )
     s.done()
 

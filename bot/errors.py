@@ -91,3 +91,7 @@ class PartNotShown(StoryError):
         "Your part is written and saved, but Discord would not let me show it here. "
         "See it with `/story`; there is no need to write it again."
     )
+
+
+class NotExplainable(StoryError):
+    """The part asked about cannot be explained: gone, archived, another channel's, or unnoted."""

@@ -23,10 +23,12 @@ from bot.errors import (
     GuildOnly,
     InvalidSetting,
     NoStory,
+    NotExplainable,
     NotModerator,
     StorageError,
     TextTooLong,
 )
+from bot.explain import Explanation, TokenNote, clip, explain, pack, unpack
 from bot.limits import ChannelOrder, RateLimiter
 from bot.settings import Resolved, SettingSpec, resolve, setting_specs
 from bot.store import SERVER_WIDE, NewTurn, PendingReply, Store, StoryGone
@@ -79,6 +81,25 @@ class Written:
 class StoryView:
     story: Story
     turns: list[Turn]
+
+
+@dataclass(frozen=True)
+class Explained:
+    """One of the model's parts, and why it reads as it does."""
+
+    story: Story
+    turn: Turn
+    number: int  # which of the model's parts of the story, from 1
+    notes: list[TokenNote]
+    explanation: Explanation
+
+    @property
+    def record(self) -> dict:
+        return self.turn.settings or {}
+
+    @property
+    def title(self) -> str:
+        return f"Part {self.number} of “{clip(self.story.title, 60)}”"
 
 
 @dataclass(frozen=True)
@@ -197,6 +218,46 @@ class StoryService:
         story = await self._active(actor)
         return StoryView(story, await self.store.turns(story.id))
 
+    async def explain(
+        self, actor: Actor, part: int | None = None, turn_id: int | None = None
+    ) -> Explained:
+        """Why the model wrote one of its parts of the channel's story: the ``part``-th (from 1;
+        default the newest), or the turn ``turn_id`` (as a button under the part names it)."""
+        if turn_id is not None:
+            turn = await self.store.turn(turn_id)
+            story = None if turn is None else await self.store.story(turn.story_id)
+            if turn is None or story is None or turn.kind != "model" or turn.deleted:
+                raise NotExplainable("That part is no longer in the story.")
+            if story.channel_id != actor.channel_id:
+                raise NotExplainable("That part belongs to another channel's story.")
+            if not story.active:
+                raise NotExplainable(
+                    "That part belongs to an archived story: I explain the parts of the "
+                    "channel's current story."
+                )
+        else:
+            story = await self._active(actor)
+            turn = None
+        parts = [t for t in await self.store.turns(story.id) if t.kind == "model"]
+        if turn is None:
+            if not parts:
+                raise NotExplainable("I have not written a part of this story yet.")
+            if part is not None and not 1 <= part <= len(parts):
+                raise NotExplainable(
+                    f"There is no part {part}: I have written {len(parts)} "
+                    f"part{'s' if len(parts) != 1 else ''} of this story (1 to {len(parts)})."
+                )
+            turn = parts[-1 if part is None else part - 1]
+        packed = await self.store.turn_notes(turn.id)
+        if packed is None:
+            raise NotExplainable(
+                "I kept no notes on that part: it was written before explanations were kept, "
+                "or while they were turned off."
+            )
+        notes = unpack(packed)
+        number = next(n for n, t in enumerate(parts, 1) if t.id == turn.id)
+        return Explained(story, turn, number, notes, explain(notes))
+
     def mode(self, name: str | None) -> Mode:
         """The writing mode called ``name`` (the default when None)."""
         if name is None:
@@ -308,13 +369,14 @@ class StoryService:
         reply_id: int | None = None,
     ) -> Turn:
         """Ask the engine for the next part and commit it as the model's turn."""
-        text, record = await write_part(
+        part = await write_part(
             self.engine, self.config, self.clock, story, mode, turns, settings, deadline,
             on_progress,
         )  # fmt: skip
+        notes = pack(part.notes) if part.notes else None
         try:
             [turn] = await self.store.append_turns(
-                story.id, [NewTurn("model", None, text, record)], reply_id
+                story.id, [NewTurn("model", None, part.text, part.record, notes)], reply_id
             )
         except StoryGone:
             raise NoStory(

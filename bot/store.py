@@ -47,6 +47,7 @@ class NewTurn:
     author_id: int | None
     text: str
     settings: dict[str, Any] | None = None
+    notes: bytes | None = None  # how sure the model was of each token (bot.explain.pack)
 
 
 @dataclass(frozen=True)
@@ -330,6 +331,15 @@ class Store:
                 raise StoryGone(f"story {story_id} is not active")
             return await _insert_turns(db, story_id, turns, reply_id)
 
+    async def turn(self, turn_id: int) -> Turn | None:
+        rows = await self._read("SELECT * FROM turns WHERE id = ?", (turn_id,))
+        return _turn(rows[0]) if rows else None
+
+    async def turn_notes(self, turn_id: int) -> bytes | None:
+        """The packed token notes of a model turn, if they were kept."""
+        rows = await self._read("SELECT notes FROM turn_notes WHERE turn_id = ?", (turn_id,))
+        return rows[0]["notes"] if rows else None
+
     async def delete_turn(self, turn_id: int) -> None:
         """Soft-delete a turn (undo): it disappears from the story but stays in the record."""
         async with self._write() as db:
@@ -480,6 +490,11 @@ async def _insert_turns(
             ),
         ) as cursor:
             inserted.append(_turn(await cursor.fetchone()))
+        if turn.notes is not None:
+            await db.execute(
+                "INSERT INTO turn_notes (turn_id, notes) VALUES (?, ?)",
+                (inserted[-1].id, turn.notes),
+            )
     if reply_id is not None:  # linked only while the reply is open (the console has none)
         for turn in inserted:
             await db.execute(

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from bot.config import Config
 from bot.engine.types import GenerationRequest, GenerationResult, SamplingParams
+from bot.explain import TokenNote, kept_notes, longest_copy
 from bot.quality import assess
 from bot.settings import Resolved
 from bot.story import Cleaned, Context, Mode, Story, Turn, build_context, clean_output
@@ -46,6 +47,16 @@ class Engine(Protocol):
     ) -> GenerationResult: ...
 
 
+@dataclass(frozen=True)
+class Part:
+    """A part written: the text to show and store, what to record with it, and (when explained)
+    how sure the model was of each of its tokens."""
+
+    text: str
+    record: dict[str, Any]
+    notes: list[TokenNote]
+
+
 async def write_part(
     engine: Engine,
     config: Config,
@@ -56,7 +67,7 @@ async def write_part(
     settings: Resolved,
     deadline: float,
     on_progress: Progress | None = None,
-) -> tuple[str, dict[str, Any]]:
+) -> Part:
     """The model's next part of ``story`` (text to show and store) and the record to keep with it.
 
     ``deadline`` is on ``clock``; ``on_progress`` receives each new piece of raw text as the model
@@ -81,7 +92,7 @@ async def write_part(
     )
     framing = mode.framing(story.created_at)
     context = build_context(engine.tokenizer, framing, turns, window - max_new)
-    attempt = _Attempt(context, mode, framing, deadline, on_progress)
+    attempt = _Attempt(context, mode, framing, deadline, on_progress, host.explanations)
     result, cleaned, problems = await _attempt(engine, clock, attempt, params)
     guard: dict[str, object] = {"problems": list(problems)}
     if problems and host.quality_guard and result.finish_reason != "interrupted":
@@ -96,6 +107,7 @@ async def write_part(
             (result, cleaned, problems), params = retry, steadier
         log.info("quality guard: %s, then %s", guard["problems"], guard["retry_problems"])
     text = cleaned.text or "…"
+    copied_at, copied = longest_copy(result.token_ids, context.ids)
     # The settings it was written with (those a moderator or host can choose), then what happened.
     sampling = dataclasses.asdict(params)
     record = {k: v for k, v in sampling.items() if k not in ("seed", "min_new_tokens")} | {
@@ -106,8 +118,28 @@ async def write_part(
         "context_truncated": context.truncated,
         "cut": cleaned.cut,
         "guard": guard,
+        "model": config.model.name,
+        # Originality: the longest run of tokens copied from the story so far.
+        "copied_tokens": copied,
+        "copied_text": engine.tokenizer.decode(result.token_ids[copied_at : copied_at + copied]),
     }
-    return text, record
+    notes = kept_notes(token_notes(engine.tokenizer, result), result.text, cleaned.text)
+    return Part(text, record, notes)
+
+
+def token_notes(tokenizer, result: GenerationResult) -> list[TokenNote]:
+    """The engine's choices as notes with text: each token's piece of the part, decoded in
+    running text (a character split over two tokens belongs to the second), and the text of
+    each alternative."""
+    notes, shown = [], ""
+    ids = list(result.token_ids)
+    for n, choice in enumerate(result.choices):
+        text = tokenizer.decode(ids[: n + 1])
+        complete = len(text.rstrip("\ufffd"))
+        piece, shown = text[len(shown) : complete], text[:complete]
+        alternatives = tuple((tokenizer.decode([t]), p) for t, p in choice.alternatives)
+        notes.append(TokenNote(piece, choice.p, choice.p_model, choice.rank, alternatives))
+    return notes
 
 
 async def _attempt(
@@ -116,7 +148,10 @@ async def _attempt(
     """One generation of the part: the engine's result, cleaned, and what the guard found."""
     remaining = attempt.deadline - clock()
     request = GenerationRequest(
-        tuple(attempt.context.ids), params, deadline=time.monotonic() + max(0.0, remaining)
+        tuple(attempt.context.ids),
+        params,
+        deadline=time.monotonic() + max(0.0, remaining),
+        explain=attempt.explain,
     )
     result = await engine.generate(request, attempt.on_progress)
     finished = result.finish_reason not in ("length", "interrupted")
@@ -134,6 +169,7 @@ class _Attempt:
     framing: str
     deadline: float
     on_progress: Progress | None
+    explain: bool
 
 
 def _steadier(params: SamplingParams) -> SamplingParams:
