@@ -12,18 +12,24 @@ import shlex
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TextIO
 
 from bot.errors import StoryError
+from bot.explain import marked, sections
+from bot.picture import confidence_png
 from bot.service import Actor, StoryService, Written
-from bot.story import MODES, story_text
+from bot.story import MODES
 
 CONSOLE_ACTOR = Actor(guild_id=1, channel_id=1, user_id=1, is_moderator=True)
+WHO = {"opening": "opening", "member": "you", "model": "model"}
 
 HELP = f"""Commands:
   /write [mode=<mode>] <prompt>         start a new story (modes: {", ".join(MODES)})
   /continue [text]                      add your line (optional) and let the model write on
   /story                                show the story so far
+  /explain [N]                          why the model wrote its part N (default: the newest);
+                                        unsure words are marked ⟦…⟧, a picture is saved as PNG
   /settings show                        the settings in force and where they come from
   /settings set <key> <value> [channel] change a setting for the server (or this channel)
   /settings reset <key> [channel]       go back to the default
@@ -39,14 +45,17 @@ class Console:
         service: StoryService,
         out: TextIO = sys.stdout,
         actor: Actor = CONSOLE_ACTOR,
+        pictures: Path = Path(),
     ) -> None:
         self.service = service
         self.out = out
         self.actor = actor
+        self.pictures = pictures  # where /explain saves its PNGs
         self._commands: dict[str, Callable[[str], object]] = {
             "/write": self.write,
             "/continue": self.continue_,
             "/story": self.story,
+            "/explain": self.explain,
             "/settings": self.settings,
             "/help": self.help,
         }
@@ -91,7 +100,26 @@ class Console:
 
     async def story(self, _: str) -> None:
         view = await self.service.show(self.actor)
-        self.say(f"[{view.story.mode}] {story_text(view.turns)}")
+        self.say(f"[{view.story.mode}: {view.story.title}]")
+        for turn in view.turns:
+            self.say(f"[{WHO[turn.kind]}] {turn.text}")
+
+    async def explain(self, rest: str) -> None:
+        if rest and not rest.isdigit():
+            self.say("Usage: /explain [N]  (N: which of the model's parts, from 1)")
+            return
+        explained = await self.service.explain(self.actor, part=int(rest) if rest else None)
+        self.say(f"Part {explained.number}: {marked(explained.notes)}")
+        for heading, text in sections(explained.explanation, explained.record):
+            self.say(f"{heading}: {text}")
+        png = await asyncio.to_thread(confidence_png, explained.notes, explained.title)
+        path = self.pictures / f"storybot-story{explained.story.id}-part{explained.number}.png"
+        try:
+            path.write_bytes(png)
+        except OSError as error:
+            self.say(f"! Could not save the picture to {path}: {error.strerror}")
+        else:
+            self.say(f"Picture: {path}")
 
     async def settings(self, rest: str) -> None:
         try:
@@ -121,8 +149,7 @@ class Console:
         if written.archived:
             self.say(f"(archived the previous story: {written.archived.title!r})")
         for turn in written.turns:
-            who = {"opening": "opening", "member": "you", "model": "model"}[turn.kind]
-            self.say(f"[{who}] {turn.text}")
+            self.say(f"[{WHO[turn.kind]}] {turn.text}")
 
 
 async def stdin_lines(stream: TextIO = sys.stdin, prompt: str = "> "):

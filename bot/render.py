@@ -93,3 +93,38 @@ def interrupted_answer(reply: PendingReply) -> str:
 
 
 TRUNCATED = "*(… the rest is in `/story`.)*"
+
+
+EXPLAIN_IMAGE = "part.png"
+MACHINE_WRITTEN = "-# 🤖 written by a language model: **Explain** shows how sure it was"
+
+
+def explanation_embed(title: str, sections: list[tuple[str, str]]) -> discord.Embed:
+    """An explanation as an embed, its picture attached as ``EXPLAIN_IMAGE``."""
+    how_sure, *rest = sections
+    embed = discord.Embed(
+        title=safe(title),
+        description=safe(how_sure[1])[:4000],
+        colour=0x5865F2,
+    )
+    for heading, text in rest:
+        embed.add_field(name=heading, value=safe(text)[:1024], inline=False)
+    embed.set_image(url=f"attachment://{EXPLAIN_IMAGE}")
+    embed.set_footer(
+        text="Written by a language model. The picture shades each token by how likely the "
+        "model thought it was."
+    )
+    return embed
+
+
+def story_with_authors(turns) -> str:
+    """The story for reading back: each member's words under their name, the model's marked 🤖."""
+    pieces = []
+    for turn in turns:
+        if turn.deleted:
+            continue
+        if turn.kind == "model":
+            pieces.append(f"🤖 {safe(turn.text)}")
+        else:  # a mention shows the member's name; the client is built to ping nobody
+            pieces.append(f"**<@{turn.author_id}>:** {safe(turn.text)}")
+    return "\n\n".join(pieces)

@@ -25,7 +25,7 @@ from bot.client import APOLOGY
 from bot.cogs.story import WRITING, LiveProgress
 from bot.engine.types import EngineStopping
 from bot.errors import NoStory, NotModerator
-from bot.render import MESSAGE_LIMIT, safe
+from bot.render import MACHINE_WRITTEN, MESSAGE_LIMIT, safe
 from bot.service import StoryService
 from bot.story import MODES
 
@@ -247,6 +247,10 @@ def test_commands_are_registered_as_discord_will_see_them(bot):
     assert {c["value"] for c in mode["choices"]} == set(MODES)
     for name in ("write", "continue", "story"):
         assert command(bot, name).guild_only
+    story = command(bot, "story").to_dict(bot.tree)
+    assert {o["name"] for o in story["options"]} == {"show", "explain"}
+    [part] = command(bot, "story explain").to_dict(bot.tree)["options"]
+    assert (part["name"], part["required"], part["min_value"]) == ("part", False, 1)
 
     settings = bot.tree.get_command("settings")
     assert isinstance(settings, app_commands.Group)
@@ -324,7 +328,8 @@ async def test_continue_without_text_shows_only_the_models_part(bot, reader):
 
     *_, model_turn = await story_turns(bot)
     assert model_turn.kind == "model"
-    assert words("".join(interaction.answer())) == words(safe(model_turn.text))
+    answer = words("".join(interaction.answer()))
+    assert answer == words(safe(model_turn.text) + MACHINE_WRITTEN)  # machine-written, and says so
 
 
 async def test_a_refusal_after_the_public_deferral_becomes_one_private_line(bot, reader):
@@ -353,11 +358,11 @@ async def test_an_unexpected_error_is_logged_and_answered_with_an_apology(bot, r
     bot.services.service.show = broken  # fault injection: something the bot did not expect
 
     with caplog.at_level(logging.ERROR, logger="bot.client"):
-        interaction = await invoke(bot, "story", reader)
+        interaction = await invoke(bot, "story show", reader)
 
     assert interaction.sent == [("respond", {"content": APOLOGY, "ephemeral": True})]
     assert "database on fire" not in APOLOGY
-    assert "/story failed" in caplog.text and "database on fire" in caplog.text
+    assert "/story show failed" in caplog.text and "database on fire" in caplog.text
 
 
 # -- /story --------------------------------------------------------------------------------------
@@ -369,14 +374,17 @@ async def test_story_is_shown_privately_and_safely(bot, reader):
     )
     await invoke(bot, "continue", reader, text="**Loud** noises.")
 
-    interaction = await invoke(bot, "story", reader)
+    interaction = await invoke(bot, "story show", reader)
 
     assert interaction.kinds()[0] == "respond"
     assert all(m["ephemeral"] for _, m in interaction.sent)
     shown = "\n".join(interaction.contents())
-    assert live_mentions(shown) == []
     turns = await story_turns(bot)
-    assert words(shown) == words(safe("\n\n".join(t.text for t in turns)))
+    # The only mentions are the authors' names over their own words (the client pings nobody).
+    assert live_mentions(shown) == [str(reader.id)] * 2
+    for turn in turns:
+        label = "🤖 " if turn.kind == "model" else f"**<@{reader.id}>:** "
+        assert words(label + safe(turn.text)) in words(shown)
 
 
 # -- /settings -----------------------------------------------------------------------------------
@@ -509,7 +517,7 @@ async def test_the_real_setup_hook_opens_services_and_close_closes_them(config, 
         await cmd.callback(cmd.binding, interaction, prompt="Through the real services", mode=None)
         [shown] = interaction.answer()
         assert "Through the real services" in shown
-        story_command = command(bot, "story")
+        story_command = command(bot, "story show")
     finally:
         await bot.close()
 

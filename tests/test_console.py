@@ -8,7 +8,6 @@ import io
 import pytest
 
 from bot.console import CONSOLE_ACTOR, Console
-from bot.story import story_text
 
 
 @pytest.fixture
@@ -57,13 +56,17 @@ async def test_a_whole_session(service):
     assert "temperature (server) = 0.5" in printed
     assert "! `9` is out of range; `temperature` takes 0, or a number from 0.05 to 1.5." in printed
     assert "Unknown command '/frobnicate'. Type /help for the list." in printed
-    assert sum(line.startswith("[model] ") for line in printed) == 3
+    assert sum(line.startswith("[model] ") for line in printed) == 3 + 3  # /story: 3 again
 
     turns = await visible_turns(service)
     assert [t.kind for t in turns] == ["opening", "model", "member", "model", "model"]
     for turn in turns:  # each part was printed as it was written
         assert turn.text.splitlines()[0] in output
-    assert f"[story] {story_text(turns)}" in output  # /story shows the whole story
+    # /story shows the whole story, the member's words and the model's marked apart
+    story = output[output.index("[story: Once upon a time") :]
+    for turn in turns:
+        who = {"opening": "opening", "member": "you", "model": "model"}[turn.kind]
+        assert f"[{who}] {turn.text}" in story
     assert turns[-1].settings["temperature"] == 0.5  # the setting took effect
     assert turns[3].settings["temperature"] == 0.9
     assert len(await service.store.stories(CONSOLE_ACTOR.channel_id)) == 1  # /quit stopped it
@@ -127,3 +130,19 @@ async def test_help_lists_the_commands_and_input_can_just_end(service):
     for name in ("/write", "/continue", "/story", "/settings show", "/settings set", "/quit"):
         assert name in output
     assert "poem" in output  # the modes are listed
+
+
+async def test_explain_prints_the_explanation_and_saves_the_picture(service, tmp_path):
+    out = io.StringIO()
+    console = Console(service, out=out, pictures=tmp_path)
+    await console.run(lines("/explain", "/write A fox", "/explain", "/explain 2", "/explain two"))
+    printed = out.getvalue().splitlines()
+
+    assert "! There is no story in this channel yet. Start one with `/write`." in printed
+    assert any(line.startswith("Part 1: ") for line in printed)
+    assert any(line.startswith("How sure: Perplexity ") for line in printed)
+    assert any(line.startswith("Written with: temperature ") for line in printed)
+    [picture] = tmp_path.glob("storybot-story*-part1.png")
+    assert f"Picture: {picture}" in printed and picture.read_bytes().startswith(b"\x89PNG")
+    assert any("no part 2: I have written 1 part" in line for line in printed)
+    assert "Usage: /explain [N]  (N: which of the model's parts, from 1)" in printed

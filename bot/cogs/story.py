@@ -1,19 +1,37 @@
-"""/write, /continue and /story: the commands members tell stories with."""
+"""/write, /continue and /story: the commands members tell stories with, and the Explain button
+under every part the model writes."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import logging
+import re
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.client import PUBLIC_DEFERRAL, StoryBot, defer_public
-from bot.errors import PartNotShown
-from bot.render import MESSAGE_LIMIT, safe, split_message, story_part
+from bot.client import APOLOGY, PUBLIC_DEFERRAL, RESTARTING, StoryBot, defer_public, send_ephemeral
+from bot.errors import PartNotShown, StoryError
+from bot.explain import sections
+from bot.picture import confidence_png
+from bot.render import (
+    EXPLAIN_IMAGE,
+    MACHINE_WRITTEN,
+    MESSAGE_LIMIT,
+    explanation_embed,
+    safe,
+    split_message,
+    story_part,
+    story_with_authors,
+)
 from bot.service import Actor, Written
-from bot.story import MODES, story_text
+from bot.story import MODES
+
+log = logging.getLogger(__name__)
+MISSING = discord.utils.MISSING
 
 MODE_CHOICES = [
     app_commands.Choice(name=f"{m.name}: {m.description}", value=m.name) for m in MODES.values()
@@ -86,12 +104,13 @@ class StoryCog(commands.Cog):
                 await progress.stop()
             await self._send(interaction, None, self._parts(interaction, written), written)
 
-    @app_commands.command(name="story")
-    @app_commands.guild_only()
-    async def story(self, interaction: discord.Interaction) -> None:
+    story = app_commands.Group(name="story", description="This channel's story", guild_only=True)
+
+    @story.command(name="show")
+    async def show(self, interaction: discord.Interaction) -> None:
         """Show this channel's story so far (only to you)."""
         view = await self.bot.service.show(actor_of(self.bot, interaction))
-        chunks = split_message(safe(story_text(view.turns)))
+        chunks = split_message(story_with_authors(view.turns))
         if len(chunks) > SHOW_CHUNKS:
             chunks = [
                 f"*(the first {len(chunks) - SHOW_CHUNKS + 1} parts are not shown)*",
@@ -100,6 +119,32 @@ class StoryCog(commands.Cog):
         await interaction.response.send_message(chunks[0], ephemeral=True)
         for chunk in chunks[1:]:
             await interaction.followup.send(chunk, ephemeral=True)
+
+    @story.command(name="explain")
+    @app_commands.describe(part="Which of my parts, counting from 1 (default: the newest)")
+    async def explain(
+        self,
+        interaction: discord.Interaction,
+        part: app_commands.Range[int, 1, 100000] | None = None,
+    ) -> None:
+        """Why I wrote a part: how sure I was of each word, and what I almost wrote (only to you)."""
+        await self.send_explanation(interaction, part=part)
+
+    async def send_explanation(
+        self, interaction: discord.Interaction, part: int | None = None, turn_id: int | None = None
+    ) -> None:
+        """The explanation of a part, with its picture, only to the member who asked."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        explained = await self.bot.service.explain(
+            actor_of(self.bot, interaction), part=part, turn_id=turn_id
+        )
+        png = await asyncio.to_thread(confidence_png, explained.notes, explained.title)
+        embed = explanation_embed(
+            explained.title, sections(explained.explanation, explained.record)
+        )
+        await interaction.followup.send(
+            embed=embed, file=discord.File(io.BytesIO(png), EXPLAIN_IMAGE), ephemeral=True
+        )
 
     async def _acknowledge(self, interaction: discord.Interaction) -> Actor:
         """Defer at once, then remember the interaction until it is answered."""
@@ -120,16 +165,57 @@ class StoryCog(commands.Cog):
         body = story_part(parts)
         if written.model_turn.settings.get("finish_reason") == "interrupted":
             body += f"\n\n{CUT_SHORT}"
+        body += f"\n{MACHINE_WRITTEN}"
         first, *rest = split_message(f"{header}\n\n{body}" if header else body)
-        try:
-            await interaction.edit_original_response(content=first)
+        buttons = discord.ui.View(timeout=None)
+        buttons.add_item(ExplainButton(written.model_turn.id))
+        try:  # the button goes under the last message of the answer
+            await interaction.edit_original_response(content=first, view=None if rest else buttons)
         except discord.HTTPException as error:  # the part is stored: a retry would write another
             raise PartNotShown() from error
         # The part is shown: an error from here on must not delete it.
         interaction.extras[PUBLIC_DEFERRAL] = False
-        for chunk in rest:
-            await interaction.followup.send(chunk)
+        for n, chunk in enumerate(rest, 1):
+            await interaction.followup.send(chunk, view=buttons if n == len(rest) else MISSING)
         await self.bot.settle(interaction)
+
+
+class ExplainButton(
+    discord.ui.DynamicItem[discord.ui.Button], template=r"storybot:explain:(?P<turn>[0-9]+)"
+):
+    """The Explain button under a part: its custom id names the turn, so it works after a
+    restart and for any part still in the channel's story."""
+
+    def __init__(self, turn_id: int) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Explain",
+                emoji="🔍",
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"storybot:explain:{turn_id}",
+            )
+        )
+        self.turn_id = turn_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]
+    ) -> ExplainButton:
+        return cls(int(match["turn"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        bot: StoryBot = interaction.client
+        if bot.draining:  # a button does not pass the command tree's check
+            await send_ephemeral(interaction, RESTARTING)
+            return
+        cog: StoryCog = bot.get_cog("StoryCog")
+        try:
+            await cog.send_explanation(interaction, turn_id=self.turn_id)
+        except StoryError as error:  # a button's errors do not reach the tree's handler
+            await send_ephemeral(interaction, error.user_message)
+        except Exception:
+            log.exception("the Explain button failed for turn %s", self.turn_id)
+            await send_ephemeral(interaction, APOLOGY)
 
 
 class LiveProgress:
@@ -172,4 +258,5 @@ class LiveProgress:
 
 
 async def setup(bot: StoryBot) -> None:
+    bot.add_dynamic_items(ExplainButton)
     await bot.add_cog(StoryCog(bot))

@@ -377,3 +377,35 @@ async def test_a_reply_past_its_token_lifetime_is_forgotten_not_sent(
     assert not [r for r in emu.transcript[sent_before:] if "/webhooks/" in r.path]
     await emu.close(check=False)  # Discord would show both as failed: too late to answer
     assert [v.code for v in emu.pop_violations()] == ["never_answered", "never_answered"]
+
+
+# -- explanations ------------------------------------------------------------------------------------
+
+
+async def test_the_explain_button_works_after_a_restart_and_refuses_an_archived_story(
+    emu, world, bot_config
+):
+    async with storybot(emu, bot_config):
+        shown = await answer(emu, await world.alice.slash(world.channel, "write", prompt="A fog"))
+    [button] = shown.custom_ids
+    assert button.startswith("storybot:explain:")
+    assert "written by a language model" in shown.content
+
+    async with storybot(emu, bot_config):  # a new process: the button still works
+        pressed = await world.bob.click(shown, button)
+        explained = await pressed.final(timeout=30)
+        await answer(emu, await world.alice.slash(world.channel, "write", prompt="A new tale"))
+        stale = await world.bob.click(shown, button)
+        refused = await stale.final(timeout=30)
+        by_number = await world.bob.slash(world.channel, "story explain", part=1)
+        numbered = await by_number.final(timeout=30)
+
+    assert explained.ephemeral and len(explained.embeds) == 1
+    embed = explained.embeds[0]
+    assert embed["title"] == "Part 1 of “A fog”"
+    assert [f["name"] for f in embed["fields"]][:2] == ["Least sure", "Written with"]
+    [picture] = explained.attachments
+    assert picture.filename == "part.png" and picture.data.startswith(b"\x89PNG")
+    assert embed["image"]["url"] == "attachment://part.png"
+    assert refused.ephemeral and "archived story" in refused.content
+    assert numbered.embeds[0]["title"] == "Part 1 of “A new tale”"
