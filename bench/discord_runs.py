@@ -290,7 +290,7 @@ async def stop_run(
             bot.send(sig)
             stopped_at = time.monotonic()
             await asyncio.sleep(0.3)
-            late = await world.members[0].slash(world.channels[0], "story")
+            late = await world.members[0].slash(world.channels[0], "story show")
             status = await bot.wait(drain_s + 60)
             exit_s = time.monotonic() - stopped_at
         late_told = "restarting" in (shown(late) or "")

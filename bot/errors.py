@@ -89,7 +89,7 @@ class PartNotShown(StoryError):
 
     user_message = (
         "Your part is written and saved, but Discord would not let me show it here. "
-        "See it with `/story`; there is no need to write it again."
+        "See it with `/story show`; there is no need to write it again."
     )
 
 

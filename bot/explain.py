@@ -217,15 +217,21 @@ def marked(notes: Sequence[TokenNote], mark: tuple[str, str] = ("⟦", "⟧")) -
 
 def percent(p: float, floor: bool = True) -> str:
     """``p`` as a whole percentage; a small non-zero probability reads "under 1 %"."""
-    return "under 1 %" if floor and 0 < p < 0.005 else f"{p * 100:.0f} %"
+    # A written token's probability is never 0; stored to four places, it may read 0.
+    return "under 1 %" if floor and p < 0.005 else f"{p * 100:.0f} %"
 
 
 def _span_line(span: Span) -> str:
-    almost = ", ".join(
-        f"“{clip(text.strip() or text, 30)}” ({percent(p)})" for text, p in span.alternatives[:3]
-    )
+    almost = ", ".join(f"“{_visible(text)}” ({percent(p)})" for text, p in span.alternatives[:3])
     line = f"“{clip(span.text.strip(), 60)}” ({percent(span.confidence)})"
     return f"{line}: it almost wrote {almost}" if almost else line
+
+
+def _visible(token: str) -> str:
+    """A token to quote: a line break as ↵, a bare space as ␣."""
+    if not token.strip():
+        return "↵" * token.count("\n") or "␣"
+    return clip(token.strip(), 30)
 
 
 def clip(text: str, limit: int) -> str:

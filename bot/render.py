@@ -73,13 +73,19 @@ def story_part(parts: list[tuple[str | None, str]]) -> str:
     return "\n\n".join(rendered)
 
 
+MACHINE_WRITTEN = "-# 🤖 written by a language model: **Explain** shows how sure it was"
+
+
 def interrupted_answer(reply: PendingReply) -> str:
     """The answer to a request a crash or restart left open: what was saved, and what to do."""
     parts = [(reply.user_name if t.kind == "member" else None, t.text) for t in reply.saved]
     if not parts:
         return "*(I restarted before I could write this, and nothing was saved. Please try again.)*"
     if reply.saved[-1].kind == "model":
-        note = "*(I restarted before I could show this here. It is saved in the story.)*"
+        note = (
+            "*(I restarted before I could show this here. It is saved in the story.)*\n"
+            + MACHINE_WRITTEN
+        )
     else:
         saved = "opening" if reply.saved[-1].kind == "opening" else "line"
         note = (
@@ -92,11 +98,10 @@ def interrupted_answer(reply: PendingReply) -> str:
     return f"{body}\n\n{note}"
 
 
-TRUNCATED = "*(… the rest is in `/story`.)*"
+TRUNCATED = "*(… the rest is in `/story show`.)*"
 
 
 EXPLAIN_IMAGE = "part.png"
-MACHINE_WRITTEN = "-# 🤖 written by a language model: **Explain** shows how sure it was"
 
 
 def explanation_embed(title: str, sections: list[tuple[str, str]]) -> discord.Embed:

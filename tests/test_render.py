@@ -10,7 +10,14 @@ import sys
 
 import pytest
 
-from bot.render import MESSAGE_LIMIT, interrupted_answer, safe, split_message, story_part
+from bot.render import (
+    MACHINE_WRITTEN,
+    MESSAGE_LIMIT,
+    interrupted_answer,
+    safe,
+    split_message,
+    story_part,
+)
 from bot.store import PendingReply
 from bot.story import Turn
 
@@ -307,6 +314,7 @@ def test_an_interrupted_request_shows_the_saved_line_safely_and_says_how_to_go_o
 def test_a_part_saved_but_never_shown_is_shown_within_one_message():
     answer = interrupted_answer(left_open(("member", "Go."), ("model", "word " * 1000)))
     assert len(answer) <= MESSAGE_LIMIT
-    assert "(… the rest is in `/story`.)" in answer and "It is saved in the story." in answer
+    assert "(… the rest is in `/story show`.)" in answer and "It is saved in the story." in answer
     short = interrupted_answer(left_open(("model", "The end.")))
     assert short.startswith("The end.") and "the rest" not in short
+    assert short.endswith(MACHINE_WRITTEN)  # the model's words say whose they are
