@@ -1,18 +1,23 @@
-"""The ``storybot`` command: run | sync | console | generate | backup | check."""
+"""The storybot command: run the bot, try it in a console, and look after its set-up."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import dataclasses
+import json
 import logging
+import os
 import signal
 import sys
 import time
+import traceback
+from importlib import metadata, resources
 from pathlib import Path
 
+from bot import paths
 from bot.config import CONFIG_ENV, TOKEN_ENV, Config, ConfigError, load_config
-from bot.errors import DatabaseUnusable
+from bot.errors import DatabaseUnusable, ModelUnavailable
 from bot.logsafety import configure_logging
 
 log = logging.getLogger("storybot")
@@ -21,14 +26,33 @@ NO_TOKEN = f"""{TOKEN_ENV} is not set.
 Create an application and bot at https://discord.com/developers/applications, copy the bot's token,
 then start storybot with it in the environment:
 
-    {TOKEN_ENV}=your-bot-token storybot --config config.toml run
+    {TOKEN_ENV}=your-bot-token storybot run
 
-(The token is read from the environment only, never from the config file.)"""
+(The token is read from the environment only, never from the config file. `storybot init`
+writes a config file to start from; docs/self-hosting.md walks through the whole set-up.)"""
+
+SETUP_ERRORS = 2  # the exit status of a set-up problem the host can fix
+HEALTH_STALE_S = 90.0  # a running bot writes its health file every HEARTBEAT_S (30 s)
+
+
+def version() -> str:
+    try:
+        return metadata.version("storybot")
+    except metadata.PackageNotFoundError:  # running from a checkout that is not installed
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    config_help = f"TOML config file (default: ${CONFIG_ENV}, else built-in defaults)"
-    parser = argparse.ArgumentParser(prog="storybot", description=__doc__)
+    config_help = (
+        f"TOML config file (default: ${CONFIG_ENV}, else config.toml in storybot's home folder "
+        f"if there is one, else built-in defaults)"
+    )
+    parser = argparse.ArgumentParser(
+        prog="storybot",
+        description="A self-hosted Discord bot for collaborative storytelling with GPT-2.",
+        epilog=f"storybot's home folder: ${paths.HOME_ENV}, else {paths.home()}",
+    )
+    parser.add_argument("--version", action="version", version=f"storybot {version()}")
     parser.add_argument("--config", help=config_help)
     verbose_help = "log debug details (-vv: also Discord payloads, which hold members' text)"
     parser.add_argument("-v", "--verbose", action="count", default=0, help=verbose_help)
@@ -40,15 +64,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, text: str) -> argparse.ArgumentParser:
-        return commands.add_parser(name, help=text, parents=[shared])
+    def command(name: str, text: str, parent=commands) -> argparse.ArgumentParser:
+        return parent.add_parser(name, help=text, description=text, parents=[shared])
 
+    init = command("init", "write a commented config.toml to start from, and say what is next")
+    init.add_argument("--to", help=f"where to write it (default: {paths.CONFIG_NAME} in the home)")
+    init.add_argument(
+        "--keep", action="store_true", help="leave an existing file as it is (exit 0)"
+    )
     command("run", "connect to Discord and serve (needs DISCORD_TOKEN)")
     sync = command("sync", "register the slash commands with Discord")
     sync.add_argument(
         "--guild", type=int, action="append", default=[], help="sync to this server only"
     )
-    model_help = "model hub id or local directory (overrides the config)"
+    model_help = "model hub id or local folder (overrides the config)"
     console = command("console", "a local REPL with the same commands, no Discord needed")
     console.add_argument("--model", help=model_help)
     console.add_argument("--db", help="SQLite file (overrides the config)")
@@ -58,21 +87,32 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--max-new-tokens", type=int, default=None, help="1 to 1000")
     generate.add_argument("--temperature", type=float, default=None, help="0 (greedy) or more")
     generate.add_argument("--seed", type=int, default=None)
+    model = command("model", "save a model into a folder for offline use, or describe one")
+    models = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    download = command("download", "save a hub model (default: the config's) into a folder", models)
+    download.add_argument("name", nargs="?", help="hub id (default: model.name of the config)")
+    download.add_argument("--to", help="the folder (default: models/NAME in the home folder)")
+    info = command("info", "what a model folder holds: architecture, size, window", models)
+    info.add_argument("folder")
     backup = command("backup", "copy the database to a new file (safe while the bot runs)")
     backup.add_argument("path", help="the new file to write")
-    check = command("check", "diagnose the set-up: config, token, database, model, device")
+    check = command("check", "diagnose the set-up (config, token, database, model); writes nothing")
     check.add_argument("--model", help=model_help)
+    command("health", "exit 0 if a running bot here is connected and well (for HEALTHCHECK)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    redactor = configure_logging(args.verbose)
+    quiet_progress()
+    redactor = configure_logging(args.verbose, quiet=args.command in ("console", "generate"))
+    if args.command == "init":
+        return init(args)
     try:
         config = load_config(args.config)
     except ConfigError as error:
         print(f"storybot: configuration error: {error}", file=sys.stderr)
-        return 2
+        return SETUP_ERRORS
     redactor.secrets += (config.token.reveal(),) if config.token else ()
     if getattr(args, "model", None):
         config = dataclasses.replace(
@@ -87,13 +127,81 @@ def main(argv: list[str] | None = None) -> int:
         "sync": sync,
         "console": console,
         "generate": generate,
+        "model": model,
         "backup": backup,
         "check": check,
+        "health": health,
     }
     try:
         return asyncio.run(handler[args.command](config, args))
     except KeyboardInterrupt:
         return 130
+    except (ModelUnavailable, DatabaseUnusable) as error:
+        print(f"storybot: {error}", file=sys.stderr)
+        return SETUP_ERRORS
+    except Exception as error:
+        if unreachable(error):
+            print(
+                f"storybot: cannot reach Discord ({error}). Check this machine's network "
+                "connection (and proxy), then start again.",
+                file=sys.stderr,
+            )
+            return SETUP_ERRORS
+        if args.verbose:
+            traceback.print_exc()
+        print(f"storybot: {unexpected(error)}", file=sys.stderr)
+        return 1
+
+
+def unreachable(error: Exception) -> bool:
+    """A network failure on the way to Discord (no network, DNS, refused, TLS)."""
+    if "discord" not in sys.modules:
+        return False
+    import aiohttp
+    import discord
+
+    return isinstance(error, aiohttp.ClientConnectionError | discord.GatewayNotFound)
+
+
+def unexpected(error: Exception) -> str:
+    """One line for an error no command expected; -v shows the traceback."""
+    return f"unexpected error: {type(error).__name__}: {error} (run with -v to see where)"
+
+
+def quiet_progress() -> None:
+    """Progress bars only on a terminal (the hub's and transformers' loading bars)."""
+    if not sys.stderr.isatty():
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
+def init(args) -> int:
+    target = Path(args.to).expanduser() if args.to else paths.home() / paths.CONFIG_NAME
+    if target.exists():
+        if args.keep:
+            return 0
+        print(f"storybot init: {target} already exists; edit it, or remove it first",
+              file=sys.stderr)  # fmt: skip
+        return SETUP_ERRORS
+    template = resources.files("bot").joinpath("config.example.toml").read_text(encoding="utf-8")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(template, encoding="utf-8")
+    except OSError as error:
+        print(f"storybot init: cannot write {target}: {error.strerror}", file=sys.stderr)
+        return SETUP_ERRORS
+    home = "" if args.to else " (storybot finds it there by itself)"
+    print(f"""Wrote {target}{home}.
+
+Next:
+  1. Create a Discord application and its bot, and copy the bot's token
+     (docs/self-hosting.md says where everything is).
+  2. {TOKEN_ENV}=your-bot-token storybot sync --guild YOUR_SERVER_ID
+  3. {TOKEN_ENV}=your-bot-token storybot run
+Try it without Discord first: storybot console. See what is set up: storybot check.""")
+    return 0
 
 
 async def run(config: Config, args) -> int:
@@ -217,6 +325,52 @@ async def generate(config: Config, args) -> int:
     return 0
 
 
+async def model(config: Config, args) -> int:
+    from bot.engine import loader
+
+    if args.model_command == "info":
+        for line in await asyncio.to_thread(loader.describe, Path(args.folder).expanduser()):
+            print(line)
+        return 0
+    name = args.name or config.model.name
+    target = Path(args.to).expanduser() if args.to else paths.home() / "models" / name
+    if target.exists() and any(target.iterdir()):
+        print(f"storybot model download: {target} is not empty; name a new folder with --to",
+              file=sys.stderr)  # fmt: skip
+        return SETUP_ERRORS
+    print(f"saving {name} into {target} …", file=sys.stderr)
+    size = await asyncio.to_thread(loader.download, name, target)
+    print(f"""Saved {name} into {target} ({size / 1e6:.0f} MB).
+To use it, set in the config:  [model] name = "{target}"
+and HF_HUB_OFFLINE=1 in the environment, so that storybot never reaches for the hub.""")
+    return 0
+
+
+async def health(config: Config, args) -> int:
+    """Read the health file a running bot keeps fresh (see StoryBot.heartbeat)."""
+    path = paths.home() / paths.HEALTH_NAME
+    try:
+        beat = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        print(f"unhealthy: no bot is running here (no {path})")
+        return 1
+    except (OSError, ValueError) as error:
+        print(f"unhealthy: {path} cannot be read: {error}")
+        return 1
+    age = time.time() - beat.get("time", 0)
+    if age > HEALTH_STALE_S:
+        print(f"unhealthy: the bot's last sign of life was {age:.0f} s ago")
+        return 1
+    if not beat.get("connected"):
+        print("unhealthy: the bot is running but not connected to Discord")
+        return 1
+    print(
+        f"healthy: connected to {beat.get('guilds', '?')} servers, latency "
+        f"{beat.get('latency_ms', '?')} ms, {beat.get('parts_in_flight', 0)} parts being written"
+    )
+    return 0
+
+
 async def backup(config: Config, args) -> int:
     from bot.store import Store
 
@@ -244,38 +398,21 @@ async def check(config: Config, args) -> int:
     """Each check prints one line; the exit status is 1 if any failed."""
     failures = 0
 
-    def report(ok: bool, what: str, detail: str) -> None:
+    def report(ok: bool, detail: str, what: str) -> None:
         nonlocal failures
         failures += not ok
         print(f"[{'ok' if ok else 'FAIL'}] {what}: {detail}")
 
-    report(True, "config", str(config.source or "built-in defaults"))
+    report(True, str(config.source or "built-in defaults"), "config")
     report(
         bool(config.token),
-        "token",
         f"{TOKEN_ENV} is set" if config.token else f"{TOKEN_ENV} is not set",
+        "token",
     )
 
-    from bot.store import Store
+    from bot.store import inspect
 
-    store = None
-    try:
-        store = await Store.open(config.database.path)
-        version = await store.schema_version()
-        await store.check_writable()
-        health = await store.quick_check()
-        if health == "ok":
-            path = config.database.path
-            report(True, "database", f"{path} is writable and sound (schema version {version})")
-        else:
-            report(False, "database", f"{config.database.path} is damaged: {health}")
-    except DatabaseUnusable as error:
-        report(False, "database", str(error))
-    except Exception as error:
-        report(False, "database", f"{config.database.path}: {error}")
-    finally:
-        if store is not None:
-            await store.close()
+    report(*inspect(config.database.path), what="database")  # reads only: creates nothing
 
     from bot.engine.loader import load_model
 
@@ -284,10 +421,12 @@ async def check(config: Config, args) -> int:
         m = config.model
         loaded = await asyncio.to_thread(load_model, m.name, m.device, m.dtype, m.attention)
         seconds = time.perf_counter() - started
-        report(True, "model", f"{m.name} loaded in {seconds:.1f}s, {loaded.n_positions} positions")
-        report(True, "device", f"{loaded.device} ({loaded.dtype})")
+        report(True, f"{m.name} loaded in {seconds:.1f}s, {loaded.n_positions} positions", "model")
+        report(True, f"{loaded.device} ({loaded.dtype})", "device")
+    except ModelUnavailable as error:
+        report(False, str(error), "model")
     except Exception as error:
-        report(False, "model", f"{config.model.name} did not load: {error}")
+        report(False, f"{config.model.name} did not load: {error}", "model")
     return min(failures, 1)
 
 

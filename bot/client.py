@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
@@ -13,6 +15,7 @@ from discord import app_commands
 from discord.ext import commands
 from discord.http import Route
 
+from bot import paths
 from bot.config import Config
 from bot.errors import StoryError
 from bot.render import interrupted_answer
@@ -24,6 +27,7 @@ EXTENSIONS = ("bot.cogs.story", "bot.cogs.settings")
 PUBLIC_DEFERRAL = "storybot.public_deferral"
 PENDING_REPLY = "storybot.pending_reply"
 TOKEN_LIFETIME_S = 15 * 60  # how long Discord accepts answers to an interaction
+HEARTBEAT_S = 30.0  # how often a running bot refreshes its health file
 APOLOGY = "Sorry, something went wrong on my side. The error has been logged; please try again."
 RESTARTING = "I'm restarting right now. Please try again in a minute."
 # After the drain, parts cut short still have to be saved and shown before the bot goes.
@@ -34,6 +38,8 @@ class StoryBot(commands.Bot):
     """The Discord face of storybot. Built by :func:`bot.app.create_bot`."""
 
     def __init__(self, config: Config, open_services: Callable[[Config], Awaitable] | None) -> None:
+        # The bot never joins voice: no warning on every start that voice libraries are missing.
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=discord.Intents.default(),
@@ -46,6 +52,7 @@ class StoryBot(commands.Bot):
         self.draining = False
         self._in_flight: set[asyncio.Task] = set()
         self._closing = asyncio.Lock()
+        self._heartbeat: asyncio.Task | None = None
         self.tree.on_error = self.on_app_command_error
         self.tree.interaction_check = self._admit_interaction
 
@@ -67,6 +74,7 @@ class StoryBot(commands.Bot):
             log.info("synced %d commands to development guild %s", len(synced), guild_id)
         if self.services is not None:
             await self._answer_interrupted()
+            self._heartbeat = asyncio.create_task(self.heartbeat(), name="storybot-heartbeat")
 
     async def remember(self, interaction: discord.Interaction) -> int:
         """Record an acknowledged interaction until :meth:`settle`: a crash before its answer is
@@ -117,6 +125,11 @@ class StoryBot(commands.Bot):
         """Close the connection, then the services. A second call returns only once the first
         is through, so that nothing (``asyncio.run`` ending, for one) cuts the closing short."""
         async with self._closing:
+            if self._heartbeat is not None:
+                self._heartbeat.cancel()
+                self._heartbeat = None
+                with contextlib.suppress(OSError):
+                    (paths.home() / paths.HEALTH_NAME).unlink(missing_ok=True)
             try:
                 await super().close()
             finally:
@@ -143,6 +156,31 @@ class StoryBot(commands.Bot):
             await asyncio.wait(waiting, timeout=CUT_SHORT_GRACE_S)
         await self.close()
 
+    async def heartbeat(self) -> None:
+        """Keep the health file fresh for ``storybot health`` (Docker's HEALTHCHECK)."""
+        while True:
+            self.write_health()
+            await asyncio.sleep(HEARTBEAT_S)
+
+    def write_health(self) -> None:
+        path = paths.home() / paths.HEALTH_NAME
+        beat = {
+            "time": time.time(),
+            "pid": os.getpid(),
+            "connected": self.is_ready() and not self.is_closed(),
+            "latency_ms": None if self.latency != self.latency else round(self.latency * 1000),
+            "guilds": len(self.guilds),
+            "parts_in_flight": len(self._in_flight),
+            "draining": self.draining,
+        }
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f".{path.name}.{os.getpid()}")
+            partial.write_text(json.dumps(beat), encoding="utf-8")
+            partial.replace(path)  # readers never see half a file
+        except OSError as error:
+            log.warning("cannot write the health file %s: %s", path, error)
+
     @contextlib.contextmanager
     def part_in_flight(self) -> Iterator[None]:
         """Mark the running command as writing a part, which a graceful stop waits for."""
@@ -160,6 +198,7 @@ class StoryBot(commands.Bot):
         return True
 
     async def on_ready(self) -> None:
+        self.write_health()
         log.info("connected as %s (%s) to %d servers", self.user, self.user.id, len(self.guilds))
 
     def is_moderator(self, member: discord.abc.User) -> bool:

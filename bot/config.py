@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot import paths
+
 CONFIG_ENV = "STORYBOT_CONFIG"
 TOKEN_ENV = "DISCORD_TOKEN"
 
@@ -81,9 +83,9 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DatabaseConfig:
-    """Where the stories live."""
+    """Where the stories live: by default in storybot's home folder (see bot.paths)."""
 
-    path: Path = Path("data/storybot.db")
+    path: Path = field(default_factory=lambda: paths.home() / paths.DATABASE_NAME)
 
 
 @dataclass(frozen=True)
@@ -191,8 +193,19 @@ class _Section:
             raise ConfigError(f"[{self.name}] has unknown key(s): {', '.join(unknown)}")
 
 
-def parse_config(data: Mapping[str, Any], token: str = "", source: Path | None = None) -> Config:
-    """Build a validated :class:`Config` from parsed TOML data."""
+def parse_config(
+    data: Mapping[str, Any],
+    token: str = "",
+    source: Path | None = None,
+    home: Path | None = None,
+) -> Config:
+    """Build a validated :class:`Config` from parsed TOML data.
+
+    Relative paths (the database, a model folder) are read from the config file's folder, or
+    from storybot's ``home`` when there is no file.
+    """
+    home = paths.home() if home is None else home
+    base = source.resolve().parent if source is not None else home
     known = {"discord", "model", "database", "generation", "caps"}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -211,7 +224,7 @@ def parse_config(data: Mapping[str, Any], token: str = "", source: Path | None =
     s = _Section("model", data.get("model", {}))
     d = ModelConfig()
     model = ModelConfig(
-        name=s.text("name", d.name),
+        name=_model_name(s.text("name", d.name), base),
         device=s.choice("device", d.device, DEVICES),
         dtype=s.choice("dtype", d.dtype, DTYPES),
         attention=s.choice("attention", d.attention, ATTENTION),
@@ -226,7 +239,9 @@ def parse_config(data: Mapping[str, Any], token: str = "", source: Path | None =
     s.done()
 
     s = _Section("database", data.get("database", {}))
-    database = DatabaseConfig(path=Path(s.text("path", str(DatabaseConfig.path))))
+    database = DatabaseConfig(
+        path=paths.resolve(s.text("path", str(home / paths.DATABASE_NAME)), base)
+    )
     s.done()
 
     s = _Section("caps", data.get("caps", {}))
@@ -286,17 +301,51 @@ def parse_config(data: Mapping[str, Any], token: str = "", source: Path | None =
 
 
 def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """Load the TOML file at ``path`` (or ``$STORYBOT_CONFIG``; defaults when neither is set)."""
+    """Load the TOML file at ``path``, else ``$STORYBOT_CONFIG``, else the home folder's
+    ``config.toml`` (written by ``storybot init``) if there is one; else the defaults."""
     environ = os.environ if environ is None else environ
+    home = paths.home(environ)
     chosen = path or environ.get(CONFIG_ENV) or None
+    if not chosen and (home / paths.CONFIG_NAME).is_file():
+        chosen = home / paths.CONFIG_NAME
     data: dict[str, Any] = {}
     source = None
     if chosen:
-        source = Path(chosen)
+        source = Path(chosen).expanduser()
         try:
-            data = tomllib.loads(source.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file {source} does not exist") from None
+            data = tomllib.loads(_read_config(source))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {source} is not valid TOML: {exc}") from None
-    return parse_config(data, token=environ.get(TOKEN_ENV, ""), source=source)
+    return parse_config(data, token=environ.get(TOKEN_ENV, ""), source=source, home=home)
+
+
+def _read_config(source: Path) -> str:
+    """The config file's text, or a ConfigError that says what is wrong with the path."""
+    try:
+        return source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {source} does not exist (`storybot init` writes one to start from)"
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(
+            f"config path {source} is a folder, not a file. (Docker makes a folder when a "
+            "mounted file is missing: create the file first, for example with `storybot init`.)"
+        ) from None
+    except PermissionError:
+        raise ConfigError(f"config file {source} cannot be read: permission denied") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"config file {source} is not UTF-8 text (byte {error.start}): is it the right file?"
+        ) from None
+    except OSError as error:
+        raise ConfigError(f"config file {source} cannot be read: {error.strerror}") from None
+
+
+def _model_name(name: str, base: Path) -> str:
+    """A hub id as it is; a model folder (``./…``, ``~/…``, absolute, or an existing folder
+    next to the config) as a path read from ``base``."""
+    looks_like_path = name.startswith(("/", "./", "../", "~", ".\\")) or Path(name).is_absolute()
+    if looks_like_path or (base / name).is_dir():
+        return str(paths.resolve(name, base))
+    return name

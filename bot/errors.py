@@ -84,6 +84,10 @@ class DatabaseUnusable(Exception):
         super().__init__(f"the database {path} cannot be used: {reason}")
 
 
+class ModelUnavailable(Exception):
+    """The model cannot be loaded: for the host, with what to do about it."""
+
+
 class PartNotShown(StoryError):
     """Discord refused the message that shows a part that is already stored."""
 

@@ -51,15 +51,16 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
     return text
 
 
-def configure_logging(verbosity: int, secrets: tuple[str, ...] = ()) -> Redact:
-    """Log to stderr: INFO; ``-v`` debug without payloads; ``-vv`` payloads (members' text) too."""
+def configure_logging(verbosity: int, secrets: tuple[str, ...] = (), quiet: bool = False) -> Redact:
+    """Log to stderr: INFO (``quiet``: warnings only, for the console); ``-v`` debug without
+    payloads; ``-vv`` payloads (members' text) too."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     redactor = Redact(secrets)
     handler.addFilter(redactor)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbosity else logging.INFO)
+    root.setLevel(logging.DEBUG if verbosity else logging.WARNING if quiet else logging.INFO)
     for name in PAYLOAD_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if verbosity >= 2 else logging.INFO)
     return redactor

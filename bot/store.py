@@ -13,8 +13,10 @@ recorded in ``PRAGMA user_version``; an applied file is never edited.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -549,3 +551,45 @@ def _is_storage_fault(error: BaseException) -> bool:
     return isinstance(error, sqlite3.OperationalError | sqlite3.DatabaseError) and not isinstance(
         error, sqlite3.IntegrityError | sqlite3.ProgrammingError
     )
+
+
+def inspect(path: str | Path) -> tuple[bool, str]:
+    """Whether storybot can use the database at ``path``, and why; reads only, creates nothing.
+
+    For ``storybot check``: a missing file is fine when its folder can be made and written; an
+    existing one must be a sound SQLite file that storybot's user can write, with its folder
+    (SQLite keeps its journal next to the file).
+    """
+    path = Path(path)
+    if not path.exists():
+        folder = path.parent
+        while not folder.exists():
+            folder = folder.parent
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return False, f"{path} does not exist and cannot be created: {folder} is not writable"
+        return True, f"{path} does not exist yet; it will be created at the first start"
+    if path.is_dir():
+        return False, f"{path} is a folder, not a database file"
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        ) as db:
+            found = db.execute("PRAGMA quick_check").fetchall()
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.DatabaseError as error:
+        return False, str(DatabaseUnusable(path, _explain(error)))
+    health = "; ".join(str(row[0]) for row in found[:5])
+    if health != "ok":
+        return False, f"{path} is damaged: {health}"
+    if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)):
+        return False, _explain(sqlite3.OperationalError("readonly")) + f" ({path})"
+    newest = len(migrations())
+    if version > newest:
+        return False, (
+            f"{path} has schema version {version}, newer than this storybot knows ({newest}): "
+            "it was used by a newer version; upgrade storybot"
+        )
+    pending = (
+        f"; {newest - version} migration(s) will run at the next start" if version < newest else ""
+    )
+    return True, f"{path} is writable and sound (schema version {version}{pending})"

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+# storybot's home folder (health file, default database) for this test session, not the user's.
+os.environ["STORYBOT_HOME"] = tempfile.mkdtemp(prefix="storybot-home-")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest

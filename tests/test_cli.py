@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from bot.__main__ import build_parser, main
+from bot.store import migrations
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,14 +27,16 @@ def clean_env() -> dict[str, str]:
     return env
 
 
-def storybot(*args: str, stdin: str = "", cwd: Path) -> subprocess.CompletedProcess:
+def storybot(
+    *args: str, stdin: str = "", cwd: Path, env: dict[str, str] | None = None, module: str = "bot"
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
+        [sys.executable, "-m", module, *args],
         input=stdin,
         capture_output=True,
         text=True,
         cwd=cwd,
-        env=clean_env(),
+        env=clean_env() | (env or {}),
         timeout=180,
     )
 
@@ -76,8 +81,9 @@ def test_a_story_written_in_one_console_run_is_there_in_the_next(
     assert len(parts) == 4  # opening, model, the member's line, model
     assert parts[0].strip() == "Once upon a time in a quiet harbour"
     assert parts[2].strip() == "The lighthouse blinked twice."
-    story = second.stdout.split("[story] ", 1)[1]
-    assert words(story) == words("".join(parts))  # the whole story, from the first run's database
+    story = second.stdout.split("[story: Once upon a time", 1)[1]
+    shown = re.split(r"^\[(?:opening|model|you)\] ", story, flags=re.MULTILINE)[1:]
+    assert words("".join(shown)) == words("".join(parts))  # the first run's story, turn by turn
     assert "Traceback" not in first.stderr + second.stderr
 
 
@@ -138,12 +144,20 @@ def test_check_reports_each_part_of_the_set_up(tmp_path, tiny_model_dir, capsys,
     assert status == 1  # the token is missing
     assert f"[ok] config: {config}" in out
     assert "[FAIL] token: DISCORD_TOKEN is not set" in out
-    assert any(
-        line.startswith("[ok] database:") and "sound (schema version 1)" in line for line in out
-    )
+    assert f"[ok] database: {db} does not exist yet; it will be created at the first start" in out
     assert any(line.startswith("[ok] model:") and "1024 positions" in line for line in out)
     assert "[ok] device: cpu (torch.float32)" in out
-    assert db.exists()
+    assert not db.parent.exists()  # check writes nothing
+
+    db.parent.mkdir()
+    sqlite3.connect(db).close()  # an empty file: schema version 0, all migrations to come
+    main(["--config", str(config), "check", "--model", str(tiny_model_dir)])
+    out = capsys.readouterr().out.splitlines()
+    assert any(
+        line.startswith("[ok] database:")
+        and f"schema version 0; {len(migrations())} migration(s) will run" in line
+        for line in out
+    )
 
 
 def test_config_may_come_before_or_after_the_command():
@@ -191,3 +205,108 @@ def test_backup_copies_the_database_and_never_overwrites(tmp_path, tiny_model_di
     with sqlite3.connect(tmp_path / "copy.db") as copy:
         assert copy.execute("SELECT text FROM turns WHERE position = 0").fetchone() == ("A tale",)
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+# -- a host's first hour: every failure one clear line, and the set-up commands ------------------
+
+
+def one_clear_line(result: subprocess.CompletedProcess, *says: str) -> None:
+    """A set-up failure: exit status 2, no traceback, one line on stderr saying ``says``."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("storybot")]
+    assert len(lines) == 1, result.stderr
+    for text in says:
+        assert text in lines[0], lines[0]
+
+
+def test_version_and_help_read_plainly(tmp_path):
+    result = storybot("--version", cwd=tmp_path)
+    assert re.fullmatch(r"storybot \S+\n", result.stdout)
+    helped = storybot("--help", cwd=tmp_path).stdout
+    assert "``" not in helped and "init" in helped and "model" in helped and "health" in helped
+
+
+def test_init_writes_the_commented_config_where_storybot_finds_it(tmp_path):
+    home = tmp_path / "home"
+    first = storybot("init", cwd=tmp_path, env={"STORYBOT_HOME": str(home)})
+
+    written = home / "config.toml"
+    assert first.returncode == 0 and f"Wrote {written}" in first.stdout
+    assert written.read_text() == (REPO_ROOT / "config.example.toml").read_text()
+    assert "storybot sync --guild" in first.stdout and "storybot run" in first.stdout
+    again = storybot("init", cwd=tmp_path, env={"STORYBOT_HOME": str(home)})
+    assert again.returncode == 2 and "already exists" in again.stderr
+    kept = storybot("init", "--keep", cwd=tmp_path, env={"STORYBOT_HOME": str(home)})
+    assert kept.returncode == 0
+    checked = storybot(
+        "check", "--model", "/nowhere", cwd=tmp_path, env={"STORYBOT_HOME": str(home)}
+    )
+    assert f"[ok] config: {written}" in checked.stdout  # found without --config
+    assert not (home / "storybot.db").exists()  # check creates nothing
+
+
+@pytest.mark.parametrize(
+    ("model", "says"),
+    [
+        ("/path/that/does/not/exist", "the model folder /path/that/does/not/exist does not exist"),
+        ("gpt2-not-cached-here", "is not in the local cache and HF_HUB_OFFLINE is set"),
+    ],
+)
+def test_a_model_that_cannot_be_loaded_is_one_line_at_once(tmp_path, model, says):
+    started = time.monotonic()
+    result = storybot("generate", "--model", model, "Once", cwd=tmp_path)
+    one_clear_line(result, says)
+    assert time.monotonic() - started < 60  # no minute of hub retries
+
+
+def test_a_folder_without_a_model_says_how_to_make_one(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = storybot("console", "--model", str(tmp_path / "empty"), stdin="/quit\n", cwd=tmp_path)
+    one_clear_line(result, "is not a model folder", "storybot model download")
+
+
+def test_an_unreachable_hub_fails_fast_and_says_what_to_do(tmp_path):
+    env = {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:1", "HF_HOME": str(tmp_path)}
+    result = storybot("generate", "--model", "some-org/some-model", "Once", cwd=tmp_path, env=env)
+    one_clear_line(result, "the Hugging Face hub (127.0.0.1) cannot be reached", "model download")
+
+
+def test_discord_out_of_reach_is_one_line(tmp_path, tiny_model_dir):
+    config = tmp_path / "c.toml"
+    config.write_text(f'[model]\nname = "{tiny_model_dir}"\ndevice = "cpu"\n', encoding="utf-8")
+    result = storybot(
+        "http://127.0.0.1:1", "--", "--config", str(config), "run",
+        cwd=tmp_path, env={"DISCORD_TOKEN": "x"}, module="tests.discord_emulator.launch",
+    )  # fmt: skip
+    one_clear_line(result, "cannot reach Discord", "network")
+
+
+def test_model_download_saves_a_folder_and_info_describes_it(tmp_path, tiny_model_dir):
+    target = tmp_path / "saved"
+    saved = storybot("model", "download", str(tiny_model_dir), "--to", str(target), cwd=tmp_path)
+
+    assert saved.returncode == 0, saved.stderr
+    assert f'name = "{target}"' in saved.stdout and "HF_HUB_OFFLINE=1" in saved.stdout
+    info = storybot("model", "info", str(target), cwd=tmp_path)
+    assert info.returncode == 0, info.stderr
+    assert "architecture: GPT2LMHeadModel" in info.stdout
+    assert "window: 1024 tokens" in info.stdout and "vocabulary: 50257 tokens" in info.stdout
+    assert re.search(r"parameters: [0-9.]+ M", info.stdout)
+    again = storybot("model", "download", str(tiny_model_dir), "--to", str(target), cwd=tmp_path)
+    assert again.returncode == 2 and "is not empty" in again.stderr
+
+
+def test_health_says_whether_a_running_bot_is_well(tmp_path):
+    home = tmp_path / "home"
+    env = {"STORYBOT_HOME": str(home)}
+    missing = storybot("health", cwd=tmp_path, env=env)
+    assert missing.returncode == 1 and "no bot is running here" in missing.stdout
+
+    home.mkdir()
+    beat = {"time": time.time(), "connected": True, "guilds": 2, "latency_ms": 40}
+    (home / "health.json").write_text(json.dumps(beat))
+    assert storybot("health", cwd=tmp_path, env=env).returncode == 0
+    (home / "health.json").write_text(json.dumps(beat | {"time": time.time() - 600}))
+    stale = storybot("health", cwd=tmp_path, env=env)
+    assert stale.returncode == 1 and "last sign of life" in stale.stdout

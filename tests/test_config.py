@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import re
 import textwrap
 from pathlib import Path
 
+import platformdirs
 import pytest
 
 from bot.config import CONFIG_ENV, TOKEN_ENV, Config, ConfigError, Secret, load_config, parse_config
@@ -21,7 +24,8 @@ def write_toml(tmp_path: Path, text: str, name: str = "storybot.toml") -> Path:
     return path
 
 
-def test_no_file_and_no_environment_gives_the_documented_defaults():
+def test_no_file_and_no_environment_gives_the_documented_defaults(monkeypatch, tmp_path):
+    monkeypatch.delenv("STORYBOT_HOME")  # no environment at all: the per-user data folder
     config = load_config(environ={})
 
     assert config == Config()
@@ -31,7 +35,51 @@ def test_no_file_and_no_environment_gives_the_documented_defaults():
     assert config.generation.temperature == 0.9
     assert config.generation.max_new_tokens == 120
     assert config.caps.max_prompt_tokens == 300
-    assert config.database.path == Path("data/storybot.db")
+    assert config.database.path == platformdirs.user_data_path("storybot") / "storybot.db"
+
+
+def test_the_database_and_a_model_folder_are_read_from_the_config_files_folder(tmp_path):
+    (tmp_path / "models" / "gpt2-local").mkdir(parents=True)
+    path = write_toml(
+        tmp_path,
+        """
+        [database]
+        path = "stories/bot.db"
+        [model]
+        name = "models/gpt2-local"
+        """,
+    )
+    elsewhere = load_config(path, environ={"STORYBOT_HOME": str(tmp_path / "home")})
+
+    assert elsewhere.database.path == tmp_path / "stories" / "bot.db"
+    assert elsewhere.model.name == str(tmp_path / "models" / "gpt2-local")
+    hub = load_config(write_toml(tmp_path, '[model]\nname = "openai-community/gpt2"\n'), environ={})
+    assert hub.model.name == "openai-community/gpt2"  # a hub id stays a hub id
+
+
+def test_the_home_folder_holds_the_database_and_the_config_init_writes(tmp_path):
+    home = tmp_path / "home"
+    assert load_config(environ={"STORYBOT_HOME": str(home)}).database.path == home / "storybot.db"
+    home.mkdir()
+    (home / "config.toml").write_text("[generation]\ntemperature = 0.5\n", encoding="utf-8")
+
+    config = load_config(environ={"STORYBOT_HOME": str(home)})
+    assert config.source == home / "config.toml" and config.generation.temperature == 0.5
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda p: p.mkdir(), "is a folder, not a file"),
+        (lambda p: p.write_bytes(b"\xff\xfe[model]\x00"), "is not UTF-8 text"),
+        (lambda p: None, "does not exist (`storybot init` writes one"),
+    ],
+)
+def test_a_bad_config_path_is_one_clear_line(tmp_path, make, says):
+    path = tmp_path / "config.toml"
+    make(path)
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        load_config(path, environ={})
 
 
 def test_file_named_by_storybot_config_is_read(tmp_path):
@@ -213,6 +261,6 @@ def test_config_example_matches_the_defaults():
     example = REPO_ROOT / "config.example.toml"
 
     assert example.is_file(), "config.example.toml should be at the repository root"
-    config = load_config(example, environ={})
+    config = load_config(example, environ={"STORYBOT_HOME": os.environ["STORYBOT_HOME"]})
 
     assert dataclasses.replace(config, source=None) == Config()

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from transformers import (
@@ -13,7 +17,11 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from bot.errors import ModelUnavailable
+
 log = logging.getLogger(__name__)
+
+HUB_PROBE_S = 5.0  # how long to try reaching the hub before saying it cannot be reached
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -61,12 +69,17 @@ def context_size(model: PreTrainedModel) -> int:
 def load_model(
     name: str, device: str = "auto", dtype: str = "auto", attention: str = "sdpa"
 ) -> LoadedModel:
-    """Load ``name`` (a hub id such as ``gpt2`` or a directory) onto the chosen device."""
+    """Load ``name`` (a hub id such as ``gpt2`` or a directory) onto the chosen device.
+
+    A missing folder, a folder without a model, or a hub id that is neither cached nor
+    reachable raises :class:`ModelUnavailable` at once, saying what to do.
+    """
     target = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target)
-    tokenizer = AutoTokenizer.from_pretrained(name)
+    offline = check_available(name)
+    tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=offline)
     model = AutoModelForCausalLM.from_pretrained(
-        name, dtype=torch_dtype, attn_implementation=attention
+        name, dtype=torch_dtype, attn_implementation=attention, local_files_only=offline
     )
     model.to(target).eval()
     eos_id = (
@@ -74,3 +87,115 @@ def load_model(
     )
     log.info("loaded %s on %s as %s (%s attention)", name, target, torch_dtype, attention)
     return LoadedModel(model, tokenizer, target, torch_dtype, context_size(model), eos_id)
+
+
+def check_available(name: str) -> bool:
+    """Raise ModelUnavailable unless ``name`` can be loaded; return True when it must be loaded
+    from the local cache only (the hub is off or unreachable, and the model is cached)."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelUnavailable(
+                f"{path} is not a model folder (it has no config.json). Save a model into it "
+                "with `storybot model download NAME --to FOLDER`."
+            )
+        return False
+    if _looks_like_path(name):
+        raise ModelUnavailable(f"the model folder {path} does not exist")
+    cached = _cached(name)
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        if cached:
+            return True
+        raise ModelUnavailable(
+            f"the model {name!r} is not in the local cache and HF_HUB_OFFLINE is set. "
+            "Set model.name to a model folder, or unset HF_HUB_OFFLINE to download it."
+        )
+    if _hub_reachable():
+        return False
+    if cached:
+        log.warning("the Hugging Face hub cannot be reached: using the cached copy of %s", name)
+        return True
+    raise ModelUnavailable(
+        f"the model {name!r} is not in the local cache and the Hugging Face hub "
+        f"({_hub_host()}) cannot be reached. On a machine with internet, run "
+        f"`storybot model download {name} --to FOLDER`, copy the folder here, and set "
+        "model.name to it."
+    )
+
+
+def _looks_like_path(name: str) -> bool:
+    return (
+        name.startswith(("/", "./", "../", "~", ".\\"))
+        or Path(name).is_absolute()
+        or (name.count("/") > 1)
+    )
+
+
+def _cached(name: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(name, "config.json")
+    except Exception:  # a name the hub would refuse: not cached, and the hub will say why
+        return False
+    return isinstance(found, str)
+
+
+def _hub_host() -> str:
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    return urlparse(endpoint).hostname or "huggingface.co"
+
+
+def _hub_reachable() -> bool:
+    """A quick TCP connection to the hub, instead of a minute of retries."""
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((_hub_host(), port), timeout=HUB_PROBE_S).close()
+    except OSError:
+        return False
+    return True
+
+
+def download(name: str, target: Path) -> int:
+    """Save the hub model ``name`` (and its tokenizer) into the folder ``target``; its size."""
+    check_available(name)
+    tokenizer = AutoTokenizer.from_pretrained(name)
+    model = AutoModelForCausalLM.from_pretrained(name)
+    target.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
+
+
+def describe(folder: Path) -> list[str]:
+    """What a model folder holds, one line each, without loading its weights."""
+    from safetensors import safe_open
+    from transformers import AutoConfig
+
+    check_available(str(folder))
+    config = AutoConfig.from_pretrained(folder)
+    parameters = 0
+    for weights in sorted(folder.glob("*.safetensors")):
+        with safe_open(weights, "pt") as tensors:
+            for key in tensors.keys():  # noqa: SIM118 - safe_open is not a mapping
+                count = 1
+                for size in tensors.get_slice(key).get_shape():
+                    count *= size
+                parameters += count
+    files = [f for f in folder.rglob("*") if f.is_file()]
+    window = next(
+        (getattr(config, n) for n in ("n_positions", "max_position_embeddings", "n_ctx")
+         if isinstance(getattr(config, n, None), int)),
+        "?",
+    )  # fmt: skip
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    return [
+        f"folder: {folder}",
+        f"architecture: {', '.join(config.architectures or [config.model_type])}",
+        f"parameters: {parameters / 1e6:.1f} M" if parameters else "parameters: ? (no safetensors)",
+        f"window: {window} tokens",
+        f"vocabulary: {len(tokenizer)} tokens",
+        f"stored as: {getattr(config, 'dtype', None) or getattr(config, 'torch_dtype', '?')}",
+        f"files: {len(files)}, {sum(f.stat().st_size for f in files) / 1e6:.0f} MB",
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import sqlite3
 import time
@@ -409,3 +410,16 @@ async def test_the_explain_button_works_after_a_restart_and_refuses_an_archived_
     assert embed["image"]["url"] == "attachment://part.png"
     assert refused.ephemeral and "archived story" in refused.content
     assert numbered.embeds[0]["title"] == "Part 1 of “A new tale”"
+
+
+async def test_a_running_bot_keeps_a_health_file_and_removes_it_when_it_stops(
+    emu, world, bot_config
+):
+    from bot import paths
+
+    health = paths.home() / paths.HEALTH_NAME
+    async with storybot(emu, bot_config):
+        beat = json.loads(health.read_text())
+        assert beat["connected"] and beat["guilds"] == 2 and not beat["draining"]
+        assert abs(beat["time"] - time.time()) < 30
+    assert not health.exists()
