@@ -68,7 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
         return parent.add_parser(name, help=text, description=text, parents=[shared])
 
     init = command("init", "write a commented config.toml to start from, and say what is next")
-    init.add_argument("--to", help=f"where to write it (default: {paths.CONFIG_NAME} in the home)")
+    init.add_argument(
+        "--to",
+        help=f"where to write it; - for standard output (default: {paths.CONFIG_NAME} "
+        "in the home folder)",
+    )
     init.add_argument(
         "--keep", action="store_true", help="leave an existing file as it is (exit 0)"
     )
@@ -178,6 +182,10 @@ def quiet_progress() -> None:
 
 
 def init(args) -> int:
+    template = resources.files("bot").joinpath("config.example.toml").read_text(encoding="utf-8")
+    if args.to == "-":  # to standard output, e.g. to make the file a container mounts
+        sys.stdout.write(template)
+        return 0
     target = Path(args.to).expanduser() if args.to else paths.home() / paths.CONFIG_NAME
     if target.exists():
         if args.keep:
@@ -185,7 +193,6 @@ def init(args) -> int:
         print(f"storybot init: {target} already exists; edit it, or remove it first",
               file=sys.stderr)  # fmt: skip
         return SETUP_ERRORS
-    template = resources.files("bot").joinpath("config.example.toml").read_text(encoding="utf-8")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(template, encoding="utf-8")

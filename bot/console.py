@@ -8,6 +8,8 @@ between runs. The person at the terminal is the host, so they may change setting
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import shlex
 import sys
 import threading
@@ -23,6 +25,7 @@ from bot.story import MODES
 
 CONSOLE_ACTOR = Actor(guild_id=1, channel_id=1, user_id=1, is_moderator=True)
 WHO = {"opening": "opening", "member": "you", "model": "model"}
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
 HELP = f"""Commands:
   /write [mode=<mode>] <prompt>         start a new story (modes: {", ".join(MODES)})
@@ -93,10 +96,14 @@ class Console:
         if rest.startswith("mode="):
             first, _, rest = rest.partition(" ")
             mode = first.removeprefix("mode=")
-        self._show(await self.service.write(self.actor, rest, mode))
+        async with spinning(self.out):
+            written = await self.service.write(self.actor, rest, mode)
+        self._show(written)
 
     async def continue_(self, rest: str) -> None:
-        self._show(await self.service.continue_(self.actor, rest or None))
+        async with spinning(self.out):
+            written = await self.service.continue_(self.actor, rest or None)
+        self._show(written)
 
     async def story(self, _: str) -> None:
         view = await self.service.show(self.actor)
@@ -150,6 +157,30 @@ class Console:
             self.say(f"(archived the previous story: {written.archived.title!r})")
         for turn in written.turns:
             self.say(f"[{WHO[turn.kind]}] {turn.text}")
+
+
+@contextlib.asynccontextmanager
+async def spinning(out: TextIO, text: str = "writing…", every: float = 0.1):
+    """A spinner on ``out`` while the block runs, on a terminal only; wiped when it ends."""
+    if not out.isatty():
+        yield
+        return
+
+    async def spin() -> None:
+        for frame in itertools.cycle(SPINNER):
+            out.write(f"\r{frame} {text}")
+            out.flush()
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(spin())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        out.write("\r" + " " * (len(text) + 2) + "\r")
+        out.flush()
 
 
 async def stdin_lines(stream: TextIO = sys.stdin, prompt: str = "> "):

@@ -247,6 +247,13 @@ class Store:
     async def migrate(self) -> int:
         """Apply every migration newer than the database; return the resulting version."""
         current = await self.schema_version()
+        known = len(migrations())
+        if current > known:
+            raise DatabaseUnusable(
+                self.path,
+                f"it was written by a newer storybot (schema version {current}; this one knows "
+                f"{known}): upgrade storybot, or restore a backup made before the upgrade",
+            )
         for version, name, sql in migrations():
             if version <= current:
                 continue

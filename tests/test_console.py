@@ -146,3 +146,19 @@ async def test_explain_prints_the_explanation_and_saves_the_picture(service, tmp
     assert f"Picture: {picture}" in printed and picture.read_bytes().startswith(b"\x89PNG")
     assert any("no part 2: I have written 1 part" in line for line in printed)
     assert "Usage: /explain [N]  (N: which of the model's parts, from 1)" in printed
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+async def test_a_spinner_turns_on_a_terminal_while_a_part_is_written_and_is_wiped(service):
+    terminal, pipe = Terminal(), io.StringIO()
+    await Console(service, out=terminal).run(lines("/write A fox"))
+    await Console(service, out=pipe).run(lines("/continue"))
+
+    shown = terminal.getvalue()
+    assert "\r⠋ writing…" in shown
+    assert shown.index("\r   ") < shown.index("[opening] A fox")  # wiped before the answer
+    assert "writing…" not in pipe.getvalue()  # piped output stays clean

@@ -421,3 +421,12 @@ async def test_pending_replies_survive_a_reopen(store, config):
 
 def test_a_pending_reply_never_shows_its_token():
     assert "secret-token" not in repr(reply(1)) and "secret-token" not in str(reply(1))
+
+
+async def test_a_database_from_a_newer_storybot_is_refused_not_guessed_at(tmp_path):
+    path = tmp_path / "newer.db"
+    with raw(path) as db:
+        db.execute(f"PRAGMA user_version = {len(migrations()) + 1}")
+
+    with pytest.raises(DatabaseUnusable, match="written by a newer storybot"):
+        await Store.open(path)
