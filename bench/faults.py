@@ -111,15 +111,30 @@ async def bot_in_process(folder: Path, model_dir: Path, members: int, **values):
         emu.pop_violations()
 
 
-def forward_hook(model: torch.nn.Module, fail: Callable[[torch.Tensor], BaseException | None]):
-    """Raise ``fail(hidden states)`` (when not None) inside the model's last block."""
+@contextlib.asynccontextmanager
+async def in_forward(bot, fail: Callable[[torch.Tensor, int], BaseException | None]):
+    """Raise ``fail(hidden states, strikes so far)`` (when not None) inside the model's last
+    block while the block runs; yields the list of strikes (the batch size of each)."""
+    struck: list[int] = []
 
     def hook(module, args, kwargs):
-        error = fail(args[0] if args else kwargs["hidden_states"])
+        hidden = args[0] if args else kwargs["hidden_states"]
+        error = fail(hidden, len(struck))
         if error is not None:
+            struck.append(hidden.shape[0])
             raise error
 
-    return model.transformer.h[-1].register_forward_pre_hook(hook, with_kwargs=True)
+    last_block = bot.services.engine.loaded.model.transformer.h[-1]
+    handle = last_block.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        yield struck
+    finally:
+        handle.remove()
+
+
+def decoding_together(hidden: torch.Tensor) -> bool:
+    """A decoding step (one new position) of more than one row."""
+    return hidden.shape[1] == 1 and hidden.shape[0] > 1
 
 
 Fault = Callable[[object], contextlib.AbstractAsyncContextManager[list]]
@@ -162,55 +177,30 @@ async def fault_case(
 # -- the faults --------------------------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def model_error_once(bot):
+def model_error_once(bot):
     """Three decoding steps of more than one row fail; each row's step alone works."""
-    struck = []
-
-    def fail(hidden):
-        if hidden.shape[1] == 1 and hidden.shape[0] > 1 and len(struck) < 3:
-            struck.append(hidden.shape[0])
-            return RuntimeError("injected model fault")
-        return None
-
-    hook = forward_hook(bot.services.engine.loaded.model, fail)
-    try:
-        yield struck
-    finally:
-        hook.remove()
+    return in_forward(
+        bot,
+        lambda hidden, n: (
+            RuntimeError("injected model fault") if decoding_together(hidden) and n < 3 else None
+        ),
+    )
 
 
-@contextlib.asynccontextmanager
-async def model_error_until_mended(bot):
-    struck = []
-
-    def fail(hidden):
-        struck.append(hidden.shape[0])
-        return RuntimeError("injected model fault")
-
-    hook = forward_hook(bot.services.engine.loaded.model, fail)
-    try:
-        yield struck
-    finally:
-        hook.remove()
+def model_error_until_mended(bot):
+    return in_forward(bot, lambda hidden, n: RuntimeError("injected model fault"))
 
 
-@contextlib.asynccontextmanager
-async def out_of_memory(bot):
+def out_of_memory(bot):
     """Any decoding step of more than one row runs out of memory inside the forward pass."""
-    struck = []
-
-    def fail(hidden):
-        if hidden.shape[1] == 1 and hidden.shape[0] > 1:
-            struck.append(hidden.shape[0])
-            return torch.OutOfMemoryError("CUDA out of memory (injected inside forward)")
-        return None
-
-    hook = forward_hook(bot.services.engine.loaded.model, fail)
-    try:
-        yield struck
-    finally:
-        hook.remove()
+    return in_forward(
+        bot,
+        lambda hidden, n: (
+            torch.OutOfMemoryError("CUDA out of memory (injected inside forward)")
+            if decoding_together(hidden)
+            else None
+        ),
+    )
 
 
 @contextlib.asynccontextmanager

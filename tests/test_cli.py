@@ -85,6 +85,8 @@ def test_a_story_written_in_one_console_run_is_there_in_the_next(
     shown = re.split(r"^\[(?:opening|model|you)\] ", story, flags=re.MULTILINE)[1:]
     assert words("".join(shown)) == words("".join(parts))  # the first run's story, turn by turn
     assert "Traceback" not in first.stderr + second.stderr
+    # Quiet: no log lines or progress bars between the console's own lines.
+    assert " INFO " not in first.stderr and "Loading weights" not in first.stderr
 
 
 def test_run_without_a_token_explains_how_to_get_one(tmp_path):
@@ -280,6 +282,7 @@ def test_discord_out_of_reach_is_one_line(tmp_path, tiny_model_dir):
         cwd=tmp_path, env={"DISCORD_TOKEN": "x"}, module="tests.discord_emulator.launch",
     )  # fmt: skip
     one_clear_line(result, "cannot reach Discord", "network")
+    assert "PyNaCl" not in result.stderr and "davey" not in result.stderr  # no voice noise
 
 
 def test_model_download_saves_a_folder_and_info_describes_it(tmp_path, tiny_model_dir):
@@ -310,3 +313,23 @@ def test_health_says_whether_a_running_bot_is_well(tmp_path):
     (home / "health.json").write_text(json.dumps(beat | {"time": time.time() - 600}))
     stale = storybot("health", cwd=tmp_path, env=env)
     assert stale.returncode == 1 and "last sign of life" in stale.stdout
+
+
+async def test_a_token_discord_refuses_is_one_line(tmp_path, tiny_model_dir):
+    import asyncio
+
+    from tests.discord_emulator import DiscordEmulator
+
+    config = tmp_path / "c.toml"
+    config.write_text(f'[model]\nname = "{tiny_model_dir}"\ndevice = "cpu"\n', encoding="utf-8")
+    async with DiscordEmulator(token="the-right-token") as emu:
+        result = await asyncio.to_thread(
+            storybot,
+            emu.url, "--", "--config", str(config), "run",
+            cwd=tmp_path, env={"DISCORD_TOKEN": "a-wrong-token"},
+            module="tests.discord_emulator.launch",
+        )  # fmt: skip
+        emu.pop_violations()
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "Discord refused the token in DISCORD_TOKEN" in result.stderr
+    assert "a-wrong-token" not in result.stderr
