@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import io
 import os
 import random
 import signal
@@ -177,9 +179,13 @@ def fuzz_figures(examples: int) -> None:
     import pytest
 
     os.environ["STORYBOT_FUZZ_EXAMPLES"] = str(examples)
-    status = pytest.main(["-q", "-p", "no:cacheprovider", "tests/reliability/test_fuzz.py"])
+    report = io.StringIO()  # pytest's own report: shown only when a test failed
+    with contextlib.redirect_stdout(report):
+        status = pytest.main(["-q", "-p", "no:cacheprovider", "tests/reliability/test_fuzz.py"])
     from tests.reliability.test_fuzz import summary
 
+    if status:
+        print(report.getvalue())
     print(f"{summary()} (pytest exit status {int(status)})", flush=True)
 
 
