@@ -116,6 +116,8 @@ class CapsConfig:
     max_user_rate: int = 30
     max_prompt_tokens: int = 300
     max_guild_rate: int = 60
+    max_memory_tokens: int = 200  # a story's memory, pinned at the start of every context
+    max_note_tokens: int = 100  # its author's note
 
 
 @dataclass(frozen=True)
@@ -253,6 +255,8 @@ def parse_config(
             "max_repetition_penalty", c.max_repetition_penalty, 1.0, 5.0
         ),
         max_user_rate=s.integer("max_user_rate", c.max_user_rate, 1, 600),
+        max_memory_tokens=s.integer("max_memory_tokens", c.max_memory_tokens, 1, 1000),
+        max_note_tokens=s.integer("max_note_tokens", c.max_note_tokens, 1, 500),
         max_prompt_tokens=s.integer("max_prompt_tokens", c.max_prompt_tokens, 1, 900),
         max_guild_rate=s.integer("max_guild_rate", c.max_guild_rate, 1, 6000),
     )

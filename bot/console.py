@@ -23,7 +23,7 @@ from bot.picture import confidence_png
 from bot.service import Actor, StoryService, Written
 from bot.story import MODES
 
-CONSOLE_ACTOR = Actor(guild_id=1, channel_id=1, user_id=1, is_moderator=True)
+CONSOLE_ACTOR = Actor(guild_id=1, channel_id=1, user_id=1, is_moderator=True, name="you")
 WHO = {"opening": "opening", "member": "you", "model": "model"}
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
@@ -33,6 +33,14 @@ HELP = f"""Commands:
   /story                                show the story so far
   /explain [N]                          why the model wrote its part N (default: the newest);
                                         unsure words are marked ⟦…⟧, a picture is saved as PNG
+  /retry                                write the newest part again (earlier versions are kept)
+  /alt N                                make version N of the newest part the story's
+  /undo, /redo                          take back the newest turn, or put it back
+  /edit <text>                          replace the newest turn with your text (a new version)
+  /memory [text | clear]                what must stay true, pinned before the story
+  /note [text | clear]                  the author's note, a few turns before the end
+  /list [page], /resume <id>, /end      the channel's stories; resume one; finish this one
+  /export <path> [markdown|text|json]   save the whole story to a file
   /settings show                        the settings in force and where they come from
   /settings set <key> <value> [channel] change a setting for the server (or this channel)
   /settings reset <key> [channel]       go back to the default
@@ -59,6 +67,17 @@ class Console:
             "/continue": self.continue_,
             "/story": self.story,
             "/explain": self.explain,
+            "/retry": self.retry,
+            "/alt": self.alt,
+            "/undo": self.undo,
+            "/redo": self.redo,
+            "/edit": self.edit,
+            "/memory": self.memory,
+            "/note": self.note,
+            "/list": self.list_,
+            "/resume": self.resume,
+            "/end": self.end,
+            "/export": self.export,
             "/settings": self.settings,
             "/help": self.help,
         }
@@ -127,6 +146,73 @@ class Console:
             self.say(f"! Could not save the picture to {path}: {error.strerror}")
         else:
             self.say(f"Picture: {path}")
+
+    async def retry(self, _: str) -> None:
+        async with spinning(self.out):
+            written = await self.service.retry(self.actor)
+        part = written.model_turn
+        self.say(f"[model, version {part.version} of {part.versions}] {part.text}")
+
+    async def alt(self, rest: str) -> None:
+        if not rest.isdigit():
+            self.say("Usage: /alt N  (which version of the newest part)")
+            return
+        part = await self.service.choose_version(self.actor, number=int(rest))
+        self.say(f"[model, version {part.version} of {part.versions}] {part.text}")
+
+    async def undo(self, _: str) -> None:
+        turn = await self.service.undo(self.actor)
+        self.say(f"(undone: [{WHO[turn.kind]}] {turn.text[:60]}; /redo puts it back)")
+
+    async def redo(self, _: str) -> None:
+        turn = await self.service.redo(self.actor)
+        self.say(f"[{WHO[turn.kind]}] {turn.text}")
+
+    async def edit(self, rest: str) -> None:
+        turn = await self.service.edit(self.actor, rest)
+        self.say(f"[{WHO[turn.kind]}, version {turn.version}] {turn.text}")
+
+    async def memory(self, rest: str) -> None:
+        story = await self.service.memory(self.actor, rest or None)
+        self.say(f"memory: {story.memory or '(none)'}")
+
+    async def note(self, rest: str) -> None:
+        story = await self.service.note(self.actor, rest or None)
+        self.say(f"author's note: {story.note or '(none)'}")
+
+    async def list_(self, rest: str) -> None:
+        page = await self.service.stories(self.actor, int(rest) if rest.isdigit() else 1)
+        for story in page.stories:
+            state = "active" if story.active else "ended" if story.ended_at else "archived"
+            self.say(f"  {story.id}: {story.title[:60]} ({story.mode}, {state})")
+        self.say(f"page {page.page} of {page.pages}" if page.stories else "(no stories yet)")
+
+    async def resume(self, rest: str) -> None:
+        if not rest.isdigit():
+            self.say("Usage: /resume <id>  (/list shows the ids)")
+            return
+        story, archived = await self.service.resume(self.actor, int(rest))
+        self.say(
+            f"resumed {story.title!r}" + (f"; archived {archived.title!r}" if archived else "")
+        )
+
+    async def end(self, _: str) -> None:
+        story = await self.service.end(self.actor)
+        self.say(f"ended {story.title!r}; /resume {story.id} takes it up again")
+
+    async def export(self, rest: str) -> None:
+        words = rest.split()
+        if not 1 <= len(words) <= 2:
+            self.say("Usage: /export <path> [markdown|text|json]")
+            return
+        exported = await self.service.export(self.actor, *words[1:])
+        path = Path(words[0]).expanduser()
+        try:
+            path.write_bytes(exported.data)
+        except OSError as error:
+            self.say(f"! Could not write {path}: {error.strerror}")
+        else:
+            self.say(f"wrote {path} ({len(exported.data)} bytes)")
 
     async def settings(self, rest: str) -> None:
         try:

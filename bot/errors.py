@@ -99,3 +99,11 @@ class PartNotShown(StoryError):
 
 class NotExplainable(StoryError):
     """The part asked about cannot be explained: gone, archived, another channel's, or unnoted."""
+
+
+class NotAllowed(StoryError):
+    """A move only its owner or a moderator may make."""
+
+
+class StaleMove(StoryError):
+    """A button or move that no longer applies: the story moved on. Nothing was changed."""

@@ -50,6 +50,8 @@ class NewTurn:
     text: str
     settings: dict[str, Any] | None = None
     notes: bytes | None = None  # how sure the model was of each token (bot.explain.pack)
+    requested_by: int | None = None  # the member who asked the model for it
+    author_name: str | None = None  # a member's display name, for exports
 
 
 @dataclass(frozen=True)
@@ -276,6 +278,7 @@ class Store:
         opening: str,
         author_id: int,
         reply_id: int | None = None,
+        author_name: str | None = None,
     ) -> tuple[Story, Turn, Story | None]:
         """Archive the channel's active story (if any) and start a new one with its opening.
 
@@ -300,7 +303,10 @@ class Store:
             story = _story(await cursor.fetchone())
             await cursor.close()
             [turn] = await _insert_turns(
-                db, story.id, [NewTurn("opening", author_id, opening)], reply_id
+                db,
+                story.id,
+                [NewTurn("opening", author_id, opening, author_name=author_name)],
+                reply_id,
             )
         archived = None if previous is None else replace(_story(previous), active=False)
         return story, turn, archived
@@ -323,8 +329,8 @@ class Store:
         return [_story(r) for r in rows]
 
     async def turns(self, story_id: int, include_deleted: bool = False) -> list[Turn]:
-        """A story's turns in order."""
-        sql = "SELECT * FROM turns WHERE story_id = ?"
+        """A story's turns in order (undone ones too with ``include_deleted``)."""
+        sql = f"SELECT {_TURN_COLUMNS} FROM turns WHERE story_id = ?"
         if not include_deleted:
             sql += " AND deleted = 0"
         rows = await self._read(sql + " ORDER BY position", (story_id,))
@@ -341,7 +347,7 @@ class Store:
             return await _insert_turns(db, story_id, turns, reply_id)
 
     async def turn(self, turn_id: int) -> Turn | None:
-        rows = await self._read("SELECT * FROM turns WHERE id = ?", (turn_id,))
+        rows = await self._read(f"SELECT {_TURN_COLUMNS} FROM turns WHERE id = ?", (turn_id,))
         return _turn(rows[0]) if rows else None
 
     async def turn_notes(self, turn_id: int) -> bytes | None:
@@ -349,10 +355,100 @@ class Store:
         rows = await self._read("SELECT notes FROM turn_notes WHERE turn_id = ?", (turn_id,))
         return rows[0]["notes"] if rows else None
 
-    async def delete_turn(self, turn_id: int) -> None:
-        """Soft-delete a turn (undo): it disappears from the story but stays in the record."""
+    async def undo_turn(self, turn_id: int, by: int) -> None:
+        """Soft-delete a turn: it leaves the story but stays in the record, with who and when."""
         async with self._write() as db:
-            await db.execute("UPDATE turns SET deleted = 1 WHERE id = ?", (turn_id,))
+            await db.execute(
+                "UPDATE turns SET deleted = 1, deleted_by = ?,"
+                " deleted_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
+                (by, turn_id),
+            )
+
+    async def redo_turn(self, turn_id: int) -> None:
+        """Put an undone turn back."""
+        async with self._write() as db:
+            await db.execute(
+                "UPDATE turns SET deleted = 0, deleted_by = NULL, deleted_at = NULL WHERE id = ?",
+                (turn_id,),
+            )
+
+    async def add_version(
+        self,
+        turn_id: int,
+        text: str,
+        settings: dict[str, Any] | None = None,
+        notes: bytes | None = None,
+        edited_by: int | None = None,
+    ) -> Turn:
+        """Give a turn a new version (a retry, an edit) and choose it; the others are kept."""
+        async with self._write() as db:
+            await _keep_first_version(db, turn_id)
+            row = await _one(
+                db, "SELECT MAX(number) FROM turn_versions WHERE turn_id = ?", (turn_id,)
+            )
+            await db.execute(
+                "INSERT INTO turn_versions (turn_id, number, text, settings, notes, edited_by)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (turn_id, row[0] + 1, text, _json(settings), notes, edited_by),
+            )
+            await _choose(db, turn_id, row[0] + 1)
+        return await self.turn(turn_id)
+
+    async def choose_version(self, turn_id: int, number: int) -> Turn:
+        """Make version ``number`` the story's (it must exist)."""
+        async with self._write() as db:
+            await _choose(db, turn_id, number)
+        return await self.turn(turn_id)
+
+    async def versions(self, turn_id: int) -> list[tuple[int, str, int | None]]:
+        """A turn's versions, as (number, text, edited_by); empty when it has only itself."""
+        rows = await self._read(
+            "SELECT number, text, edited_by FROM turn_versions WHERE turn_id = ? ORDER BY number",
+            (turn_id,),
+        )
+        return [(r["number"], r["text"], r["edited_by"]) for r in rows]
+
+    # -- a story's memory, note and life -------------------------------------------------------
+
+    async def set_memory(self, story_id: int, text: str) -> None:
+        async with self._write() as db:
+            await db.execute("UPDATE stories SET memory = ? WHERE id = ?", (text, story_id))
+
+    async def set_note(self, story_id: int, text: str) -> None:
+        async with self._write() as db:
+            await db.execute("UPDATE stories SET note = ? WHERE id = ?", (text, story_id))
+
+    async def end_story(self, story_id: int) -> None:
+        """Archive a story as finished: the channel has none active until a /write or resume."""
+        async with self._write() as db:
+            await db.execute(
+                "UPDATE stories SET active = 0,"
+                " archived_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),"
+                " ended_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
+                (story_id,),
+            )
+
+    async def resume_story(self, story_id: int) -> Story | None:
+        """Make an archived story of its channel the active one again, archiving the current
+        one; returns the story that was archived for it, if any."""
+        async with self._write() as db:
+            target = await _one(db, "SELECT * FROM stories WHERE id = ?", (story_id,))
+            current = await _one(
+                db,
+                "SELECT * FROM stories WHERE channel_id = ? AND active = 1",
+                (target["channel_id"],),
+            )
+            if current is not None:
+                await db.execute(
+                    "UPDATE stories SET active = 0,"
+                    " archived_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
+                    (current["id"],),
+                )
+            await db.execute(
+                "UPDATE stories SET active = 1, archived_at = NULL, ended_at = NULL WHERE id = ?",
+                (story_id,),
+            )
+        return None if current is None else replace(_story(current), active=False)
 
     # -- replies members are waiting for -----------------------------------------------------
 
@@ -487,15 +583,17 @@ async def _insert_turns(
     for turn in turns:
         position += 1
         async with db.execute(
-            "INSERT INTO turns (story_id, position, kind, author_id, text, settings)"
-            " VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
+            "INSERT INTO turns (story_id, position, kind, author_id, text, settings, requested_by,"
+            " author_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
             (
                 story_id,
                 position,
                 turn.kind,
                 turn.author_id,
                 turn.text,
-                None if turn.settings is None else json.dumps(turn.settings, sort_keys=True),
+                _json(turn.settings),
+                turn.requested_by,
+                turn.author_name,
             ),
         ) as cursor:
             inserted.append(_turn(await cursor.fetchone()))
@@ -524,7 +622,47 @@ def _story(row: aiosqlite.Row) -> Story:
         active=bool(row["active"]),
         created_by=row["created_by"],
         created_at=row["created_at"],
+        memory=row["memory"],
+        note=row["note"],
+        ended_at=row["ended_at"],
     )
+
+
+# A turn as read back: its columns and how many versions it has.
+_TURN_COLUMNS = (
+    "turns.*, MAX(1, (SELECT COUNT(*) FROM turn_versions WHERE turn_id = turns.id)) AS versions"
+)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True)
+
+
+async def _keep_first_version(db: aiosqlite.Connection, turn_id: int) -> None:
+    """Before a turn's first new version, keep the turn as it is as version 1."""
+    await db.execute(
+        "INSERT OR IGNORE INTO turn_versions (turn_id, number, text, settings, notes, edited_by)"
+        " SELECT turns.id, 1, turns.text, turns.settings, turn_notes.notes, turns.edited_by"
+        " FROM turns LEFT JOIN turn_notes ON turn_notes.turn_id = turns.id WHERE turns.id = ?",
+        (turn_id,),
+    )
+
+
+async def _choose(db: aiosqlite.Connection, turn_id: int, number: int) -> None:
+    version = await _one(
+        db, "SELECT * FROM turn_versions WHERE turn_id = ? AND number = ?", (turn_id, number)
+    )
+    if version is None:
+        raise ValueError(f"turn {turn_id} has no version {number}")
+    await db.execute(
+        "UPDATE turns SET text = ?, settings = ?, version = ?, edited_by = ? WHERE id = ?",
+        (version["text"], version["settings"], number, version["edited_by"], turn_id),
+    )
+    await db.execute("DELETE FROM turn_notes WHERE turn_id = ?", (turn_id,))
+    if version["notes"] is not None:
+        await db.execute(
+            "INSERT INTO turn_notes (turn_id, notes) VALUES (?, ?)", (turn_id, version["notes"])
+        )
 
 
 def _turn(row: aiosqlite.Row) -> Turn:
@@ -538,6 +676,12 @@ def _turn(row: aiosqlite.Row) -> Turn:
         settings=None if row["settings"] is None else json.loads(row["settings"]),
         created_at=row["created_at"],
         deleted=bool(row["deleted"]),
+        version=row["version"],
+        versions=row["versions"] if "versions" in row.keys() else 1,  # noqa: SIM118 - a Row
+        edited_by=row["edited_by"],
+        requested_by=row["requested_by"],
+        deleted_by=row["deleted_by"],
+        author_name=row["author_name"],
     )
 
 

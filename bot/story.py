@@ -7,7 +7,9 @@ the model's real tokens, never characters.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +32,9 @@ class Story:
     active: bool
     created_by: int
     created_at: str
+    memory: str = ""  # pinned at the start of every context
+    note: str = ""  # the author's note, placed a few turns before the end
+    ended_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,12 @@ class Turn:
     settings: dict[str, Any] | None
     created_at: str
     deleted: bool = False
+    version: int = 1  # which of the part's versions is chosen
+    versions: int = 1  # how many there are (retry, edits)
+    edited_by: int | None = None
+    requested_by: int | None = None  # who asked the model for this part
+    deleted_by: int | None = None
+    author_name: str | None = None  # the member's display name when they wrote it
 
 
 @dataclass(frozen=True)
@@ -148,9 +159,19 @@ def _spans(tokenizer: Tokenizer, text: str) -> list[tuple[int, tuple[int, int]]]
 
 
 def build_context(
-    tokenizer: Tokenizer, framing: str, turns: Sequence[Turn], budget: int
+    tokenizer: Tokenizer,
+    framing: str,
+    turns: Sequence[Turn],
+    budget: int,
+    memory: str = "",
+    note: str = "",
 ) -> Context:
-    """The framing and opening (pinned) plus as many recent turns as fit in ``budget`` tokens.
+    """The framing, the story's memory and its opening (pinned) plus as many recent turns as fit
+    in ``budget`` tokens, with the author's note ``NOTE_DEPTH`` turns before the end.
+
+    Memory and note have caps of their own (``caps.max_memory_tokens``, ``max_note_tokens``):
+    the memory is part of the pinned head, the note a paragraph among the newest turns, so that
+    it steers what comes next (KoboldAI's author's note at depth 3).
 
     The text is assembled first and encoded once, so the model sees the ids of running text with
     no seam between pieces; it ends with the turn separator as it reads before a new paragraph.
@@ -159,7 +180,13 @@ def build_context(
     opening too long for half the budget keeps its first tokens (its newest when the model
     continues it directly).
     """
+    if memory:
+        framing = f"{framing}{memory.strip()}{TURN_SEPARATOR}"
     opening, rest = (turns[0], turns[1:]) if turns and turns[0].kind == "opening" else (None, turns)
+    if note:
+        context = _with_note(tokenizer, framing, opening, list(rest), budget, note)
+        if context is not None:
+            return context
     texts = ([opening.text] if opening else []) + [turn.text for turn in rest]
     whole = framing + _paragraphs(texts)
     ids = encode_open(tokenizer, whole)
@@ -213,6 +240,24 @@ def build_context(
     included = sum(1 for end in ends if tail and end > tail_start)
     cut = any(start < tail_start < end for start, end in zip(piece_starts, ends, strict=True))
     return Context(ids, text, included, len(rest) - included, truncated or (bool(tail) and cut))
+
+
+NOTE_DEPTH = 3  # the author's note goes this many turns before the end
+
+
+def author_note(note: str) -> str:
+    return f"[Author's note: {note.strip()}]"
+
+
+def _with_note(tokenizer, framing, opening, rest, budget, note) -> Context | None:
+    """The context with the note among the newest turns; None when the note does not fit."""
+    at = max(0, len(rest) - NOTE_DEPTH)
+    marker = Turn(-1, -1, -1, "member", None, author_note(note), None, "")
+    turns = ([opening] if opening else []) + rest[:at] + [marker] + rest[at:]
+    context = build_context(tokenizer, framing, turns, budget)
+    if author_note(note) not in context.text:
+        return None  # a tiny budget: better the newest turns than the note
+    return dataclasses.replace(context, turns_included=context.turns_included - 1)
 
 
 def _paragraphs(texts: Sequence[str]) -> str:
@@ -304,3 +349,93 @@ def sentence_ends(text: str) -> list[int]:
 def story_text(turns: Sequence[Turn]) -> str:
     """The whole visible story as one text."""
     return "".join(turn_piece(t) for t in turns if not t.deleted).strip()
+
+
+# -- export ------------------------------------------------------------------------------------------
+
+EXPORT_FORMATS = ("markdown", "text", "json")
+EXPORT_SCHEMA = "storybot.story/1"
+_SUFFIX = {"markdown": "md", "text": "txt", "json": "json"}
+_HEADER = re.compile(
+    r"^### (?P<who>.+?) · (?P<kind>opening|line|part) (?P<position>\d+)(?: · .*)?$"
+)
+
+
+def export_story(story: Story, turns: Sequence[Turn], fmt: str, model: str) -> tuple[str, bytes]:
+    """The story as a file: its name and bytes. Every turn says who wrote it (a member's name,
+    or the model with the settings it used) and when; edits are marked."""
+    slug = re.sub(r"[^a-z0-9]+", "-", story.title.lower()).strip("-")[:40] or "story"
+    name = f"{slug}-{story.id}.{_SUFFIX[fmt]}"
+    if fmt == "json":
+        return name, json.dumps(_export_json(story, turns, model), indent=2).encode()
+    # Each line of a turn is quoted, so no text can pass for a header; an empty line keeps a mark.
+    quote, empty = ("> ", ">") if fmt == "markdown" else ("    ", "    ")
+    lines = [
+        f"# {story.title}" if fmt == "markdown" else story.title,
+        "",
+        f"A {story.mode} begun {story.created_at[:10]}. Parts marked 🤖 were written by a "
+        f"language model ({model}); every other line is a member's.",
+        "",
+    ]
+    for turn in turns:
+        lines.append(f"### {_who(turn, model)} · {_kind(turn)} {turn.position} · {_when(turn)}")
+        lines += [quote + line if line else empty for line in turn.text.split("\n")]
+        lines.append("")
+    return name, "\n".join(lines).encode()
+
+
+def read_export(data: bytes, fmt: str) -> list[tuple[str, int, str]]:
+    """The turns in an export, as (kind, position, text): what a program gets back from it."""
+    if fmt == "json":
+        return [(t["kind"], t["position"], t["text"]) for t in json.loads(data)["turns"]]
+    kinds = {"opening": "opening", "line": "member", "part": "model"}
+    quote = "> " if fmt == "markdown" else "    "
+    turns: list[tuple[str, int, list[str]]] = []
+    for line in data.decode().split("\n"):
+        header = _HEADER.match(line)
+        if header:
+            turns.append((kinds[header["kind"]], int(header["position"]), []))
+        elif turns and (line.startswith(quote) or (fmt == "markdown" and line == ">")):
+            turns[-1][2].append(line[len(quote) :])
+    return [(kind, position, "\n".join(text)) for kind, position, text in turns]
+
+
+def _export_json(story: Story, turns: Sequence[Turn], model: str) -> dict:
+    return {
+        "schema": EXPORT_SCHEMA,
+        "story": {
+            "id": story.id, "title": story.title, "mode": story.mode,
+            "created_at": story.created_at, "memory": story.memory, "note": story.note,
+        },
+        "machine_written": [t.position for t in turns if t.kind == "model"],
+        "turns": [
+            {
+                "position": t.position, "kind": t.kind, "text": t.text,
+                "author": None if t.kind == "model" else {"id": t.author_id, "name": t.author_name},
+                "model": model if t.kind == "model" else None,
+                "settings": t.settings if t.kind == "model" else None,
+                "created_at": t.created_at, "version": t.version, "versions": t.versions,
+                "edited_by": t.edited_by,
+            }
+            for t in turns
+        ],
+    }  # fmt: skip
+
+
+def _who(turn: Turn, model: str) -> str:
+    if turn.kind == "model":
+        who = f"🤖 storybot ({model.rstrip('/').rsplit('/', 1)[-1]})"
+        s = turn.settings or {}
+        if "temperature" in s:
+            who += f", temperature {s['temperature']}, top-p {s.get('top_p')}"
+    else:
+        who = turn.author_name or f"member {turn.author_id}"
+    return who + (f", edited by member {turn.edited_by}" if turn.edited_by else "")
+
+
+def _kind(turn: Turn) -> str:
+    return {"opening": "opening", "member": "line", "model": "part"}[turn.kind]
+
+
+def _when(turn: Turn) -> str:
+    return turn.created_at[:16].replace("T", " ")

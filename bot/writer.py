@@ -91,7 +91,9 @@ async def write_part(
         min_new_tokens=min(8, max_new),
     )
     framing = mode.framing(story.created_at)
-    context = build_context(engine.tokenizer, framing, turns, window - max_new)
+    context = build_context(
+        engine.tokenizer, framing, turns, window - max_new, story.memory, story.note
+    )
     attempt = _Attempt(context, mode, framing, deadline, on_progress, host.explanations)
     result, cleaned, problems = await _attempt(engine, clock, attempt, params)
     guard: dict[str, object] = {"problems": list(problems)}

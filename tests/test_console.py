@@ -162,3 +162,40 @@ async def test_a_spinner_turns_on_a_terminal_while_a_part_is_written_and_is_wipe
     assert "\r⠋ writing…" in shown
     assert shown.index("\r   ") < shown.index("[opening] A fox")  # wiped before the answer
     assert "writing…" not in pipe.getvalue()  # piped output stays clean
+
+
+async def test_every_steering_move_works_in_the_console(service, tmp_path):
+    out = io.StringIO()
+    story = tmp_path / "story.md"
+    await Console(service, out=out).run(
+        lines(
+            "/write A fox found a key.",
+            "/retry",
+            "/alt 1",
+            "/memory The fox is called Ada.",
+            "/note Keep it short.",
+            "/continue The key was warm.",
+            "/undo",
+            "/undo",
+            "/redo",
+            "/edit The key was cold.",
+            f"/export {story}",
+            "/list",
+            "/end",
+            "/resume 1",
+            "/alt x",
+        )
+    )
+    printed = out.getvalue().splitlines()
+
+    assert any(line.startswith("[model, version 2 of 2] ") for line in printed)
+    assert any(line.startswith("[model, version 1 of 2] ") for line in printed)
+    assert "memory: The fox is called Ada." in printed
+    assert "author's note: Keep it short." in printed
+    assert "[you, version 2] The key was cold." in printed
+    assert f"wrote {story}" in " ".join(printed) and "The key was cold." in story.read_text()
+    assert any(line.startswith("  1: A fox found a key. (story, active)") for line in printed)
+    assert "ended 'A fox found a key.'; /resume 1 takes it up again" in printed
+    assert "resumed 'A fox found a key.'" in printed
+    assert "Usage: /alt N  (which version of the newest part)" in printed
+    assert not [line for line in printed if line.startswith("! ")]

@@ -172,15 +172,18 @@ async def test_soft_delete_hides_a_turn_but_keeps_it_in_the_record(store):
         story.id, [NewTurn("member", BOB, "mine"), NewTurn("model", None, "yours")]
     )
 
-    await store.delete_turn(model.id)
+    await store.undo_turn(model.id, by=BOB)
 
     assert [t.text for t in await store.turns(story.id)] == ["Start", "mine"]
     everything = await store.turns(story.id, include_deleted=True)
-    assert [(t.text, t.deleted) for t in everything] == [
-        ("Start", False),
-        ("mine", False),
-        ("yours", True),
+    assert [(t.text, t.deleted, t.deleted_by) for t in everything] == [
+        ("Start", False, None),
+        ("mine", False, None),
+        ("yours", True, BOB),
     ]
+    await store.redo_turn(model.id)
+    assert [t.text for t in await store.turns(story.id)] == ["Start", "mine", "yours"]
+    await store.undo_turn(model.id, by=BOB)
     [after] = await store.append_turns(story.id, [NewTurn("model", None, "again")])
     assert after.position == 3  # a deleted turn's position is never reused
 
@@ -430,3 +433,71 @@ async def test_a_database_from_a_newer_storybot_is_refused_not_guessed_at(tmp_pa
 
     with pytest.raises(DatabaseUnusable, match="written by a newer storybot"):
         await Store.open(path)
+
+
+# -- versions, memory and note, ending and resuming ------------------------------------------------
+
+
+async def test_a_part_keeps_every_version_and_the_chosen_one_is_the_storys(store):
+    story, _, _ = await store.start_story(GUILD, CHANNEL, "story", "Start", ALICE)
+    [part] = await store.append_turns(
+        story.id, [NewTurn("model", None, "first", {"t": 1}, b"notes-1", requested_by=BOB)]
+    )
+    assert (part.version, part.versions, part.requested_by) == (1, 1, BOB)
+
+    second = await store.add_version(part.id, "second", {"t": 2}, b"notes-2")
+    edited = await store.add_version(part.id, "second, edited", {"t": 2}, None, edited_by=ALICE)
+
+    assert (second.text, second.version, second.versions) == ("second", 2, 2)
+    assert (edited.version, edited.versions, edited.edited_by) == (3, 3, ALICE)
+    assert await store.turn_notes(part.id) is None  # an edit has no token notes
+    first = await store.choose_version(part.id, 1)
+    assert (first.text, first.settings, first.edited_by) == ("first", {"t": 1}, None)
+    assert await store.turn_notes(part.id) == b"notes-1"
+    assert [t.text for t in await store.turns(story.id)] == ["Start", "first"]
+    assert [n for n, _, _ in await store.versions(part.id)] == [1, 2, 3]
+    with pytest.raises(ValueError):
+        await store.choose_version(part.id, 9)
+
+
+async def test_memory_note_end_and_resume(store):
+    old, _, _ = await store.start_story(GUILD, CHANNEL, "story", "Old tale", ALICE)
+    await store.set_memory(old.id, "Mira is a blind cartographer.")
+    await store.set_note(old.id, "Keep it gloomy.")
+    new, _, _ = await store.start_story(GUILD, CHANNEL, "story", "New tale", ALICE)
+
+    archived = await store.resume_story(old.id)
+
+    again = await store.active_story(CHANNEL)
+    assert again.id == old.id and again.memory == "Mira is a blind cartographer."
+    assert again.note == "Keep it gloomy." and archived.id == new.id and not archived.active
+    await store.end_story(old.id)
+    assert await store.active_story(CHANNEL) is None
+    assert (await store.story(old.id)).ended_at is not None
+
+
+async def test_a_database_from_before_steering_upgrades_with_nothing_lost(tmp_path):
+    path = tmp_path / "before.db"
+    with raw(path) as db:  # the schema as it was, with a story in it
+        for _, _, sql in migrations()[:3]:
+            db.executescript(sql)
+        db.execute("PRAGMA user_version = 3")
+        db.execute(
+            "INSERT INTO stories (guild_id, channel_id, title, mode, created_by)"
+            " VALUES (1, 2, 'Kept', 'story', 3)"
+        )
+        db.execute(
+            "INSERT INTO turns (story_id, position, kind, author_id, text)"
+            " VALUES (1, 0, 'opening', 3, 'Once'), (1, 1, 'model', NULL, 'upon a time')"
+        )
+    store = await Store.open(path)
+    try:
+        story = await store.active_story(2)
+        turns = await store.turns(story.id)
+    finally:
+        await store.close()
+    assert (story.title, story.memory, story.note) == ("Kept", "", "")
+    assert [(t.text, t.version, t.versions) for t in turns] == [
+        ("Once", 1, 1),
+        ("upon a time", 1, 1),
+    ]

@@ -1,7 +1,5 @@
-"""StoryService: the rules of storybot, with no discord import.
-
-The adapters (the Discord cogs and the console) turn a command into an :class:`Actor` and a call
-here, and turn the plain result or :class:`~bot.errors.StoryError` back into something to show.
+"""The core of the service: who asks (Actor), what comes back, and writing, showing,
+explaining and configuring stories. :mod:`bot.service.steering` adds the moves that steer a story.
 """
 
 from __future__ import annotations
@@ -62,6 +60,7 @@ class Actor:
     user_id: int
     is_moderator: bool = False
     reply_id: int | None = None
+    name: str | None = None  # the member's display name, kept with their lines for exports
 
 
 @dataclass(frozen=True)
@@ -118,8 +117,8 @@ class SettingChange:
     effective: float | int
 
 
-class StoryService:
-    """Write, continue, show and configure stories."""
+class ServiceCore:
+    """Write, continue, show, explain and configure stories."""
 
     def __init__(
         self,
@@ -161,10 +160,11 @@ class StoryService:
                 prompt,
                 actor.user_id,
                 actor.reply_id,
+                actor.name,
             )
             with _saved_note("opening"):
                 model_turn = await self._generate(
-                    story, chosen, [opening], settings, deadline, on_progress, actor.reply_id
+                    story, chosen, [opening], settings, deadline, on_progress, actor
                 )
             return Written(story, [opening, model_turn], archived)
 
@@ -188,13 +188,15 @@ class StoryService:
             added = []
             if text:
                 added = await self.store.append_turns(
-                    current.id, [NewTurn("member", actor.user_id, text)], actor.reply_id
+                    current.id,
+                    [NewTurn("member", actor.user_id, text, author_name=actor.name)],
+                    actor.reply_id,
                 )
             with _saved_note("line" if text else None):
                 turns = await self.store.turns(current.id)
                 added.append(
                     await self._generate(
-                        current, chosen, turns, settings, deadline, on_progress, actor.reply_id
+                        current, chosen, turns, settings, deadline, on_progress, actor
                     )
                 )
             return Written(current, added)
@@ -366,7 +368,7 @@ class StoryService:
         settings: Resolved,
         deadline: float,
         on_progress: Progress | None = None,
-        reply_id: int | None = None,
+        actor: Actor | None = None,
     ) -> Turn:
         """Ask the engine for the next part and commit it as the model's turn."""
         part = await write_part(
@@ -374,10 +376,9 @@ class StoryService:
             on_progress,
         )  # fmt: skip
         notes = pack(part.notes) if part.notes else None
+        asked = NewTurn("model", None, part.text, part.record, notes, actor and actor.user_id)
         try:
-            [turn] = await self.store.append_turns(
-                story.id, [NewTurn("model", None, part.text, part.record, notes)], reply_id
-            )
+            [turn] = await self.store.append_turns(story.id, [asked], actor and actor.reply_id)
         except StoryGone:
             raise NoStory(
                 "This story was replaced by a new `/write` while I was writing."
