@@ -224,8 +224,12 @@ class StoryBot(commands.Bot):
         elif isinstance(cause, app_commands.CheckFailure):
             message = "You can't use that command here."
         else:
-            command = interaction.command.qualified_name if interaction.command else "?"
-            log.error("command /%s failed", command, exc_info=cause)
+            command = (
+                f"/{interaction.command.qualified_name}"
+                if interaction.command
+                else f"button {(interaction.data or {}).get('custom_id', '?')}"
+            )
+            log.error("%s failed", command, exc_info=cause)
             message = APOLOGY
         if self.is_closed():  # shutting down: the next start answers it (see remember)
             log.info("not answering interaction %s: the bot is closing", interaction.id)

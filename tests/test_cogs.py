@@ -248,7 +248,17 @@ def test_commands_are_registered_as_discord_will_see_them(bot):
     for name in ("write", "continue", "story"):
         assert command(bot, name).guild_only
     story = command(bot, "story").to_dict(bot.tree)
-    assert {o["name"] for o in story["options"]} == {"show", "explain"}
+    assert {o["name"] for o in story["options"]} == {
+        "show",
+        "explain",
+        "edit",
+        "memory",
+        "note",
+        "list",
+        "resume",
+        "end",
+        "export",
+    }
     [part] = command(bot, "story explain").to_dict(bot.tree)["options"]
     assert (part["name"], part["required"], part["min_value"]) == ("part", False, 1)
 

@@ -144,7 +144,9 @@ async def test_an_export_reads_back_as_the_same_turns(service, fmt):
         document = json.loads(exported.data)
         assert document["schema"] == "storybot.story/1"
         bob_line, part = document["turns"][2], document["turns"][3]
-        assert bob_line["author"] == {"id": BOB.user_id, "name": "Bob"} and bob_line["model"] is None
+        assert (
+            bob_line["author"] == {"id": BOB.user_id, "name": "Bob"} and bob_line["model"] is None
+        )
         assert part["author"] is None and part["model"] and part["settings"]["temperature"]
         assert document["machine_written"] == [1, 3, 5, 7]
     else:

@@ -13,14 +13,16 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.client import APOLOGY, PUBLIC_DEFERRAL, RESTARTING, StoryBot, defer_public, send_ephemeral
-from bot.errors import PartNotShown, StoryError
+from bot.client import PUBLIC_DEFERRAL, StoryBot, defer_public
+from bot.cogs.moves import ExplainButton, MoveButton, part_buttons, pressed, redo_buttons
+from bot.errors import PartNotShown
 from bot.explain import sections
 from bot.picture import confidence_png
 from bot.render import (
     EXPLAIN_IMAGE,
     MACHINE_WRITTEN,
     MESSAGE_LIMIT,
+    TRUNCATED,
     explanation_embed,
     safe,
     split_message,
@@ -28,7 +30,7 @@ from bot.render import (
     story_with_authors,
 )
 from bot.service import Actor, Written
-from bot.story import MODES
+from bot.story import MODES, Turn
 
 log = logging.getLogger(__name__)
 MISSING = discord.utils.MISSING
@@ -58,6 +60,7 @@ class StoryCog(commands.Cog):
 
     def __init__(self, bot: StoryBot) -> None:
         self.bot = bot
+        self._with_buttons: dict[int, discord.Message] = {}  # channel: its newest part's message
 
     @app_commands.command(name="write")
     @app_commands.guild_only()
@@ -95,7 +98,16 @@ class StoryCog(commands.Cog):
         self, interaction: discord.Interaction, text: app_commands.Range[str, 1, 1500] | None = None
     ) -> None:
         """Add to this channel's story and let the bot write the next part."""
+        await self.continue_part(interaction, text)
+
+    async def continue_part(
+        self, interaction: discord.Interaction, text: str | None, turn_id: int | None = None
+    ) -> None:
+        """/continue, or the Continue button under ``turn_id`` (refused once it is not the
+        newest part: the member would be continuing a story they have not seen)."""
         actor = await self._acknowledge(interaction)
+        if turn_id is not None:
+            await self.bot.service.current_part(actor, turn_id)
         with self.bot.part_in_flight():
             progress = LiveProgress(interaction, prefix=f"{text}\n\n" if text else "")
             try:
@@ -103,6 +115,54 @@ class StoryCog(commands.Cog):
             finally:
                 await progress.stop()
             await self._send(interaction, None, self._parts(interaction, written), written)
+
+    async def retry_part(self, interaction: discord.Interaction, turn_id: int) -> None:
+        """The Retry button: the part is written again, in place; ‹ › switch versions."""
+        await interaction.response.defer()  # the answer edits the message the button is on
+        with self.bot.part_in_flight():
+            progress = LiveProgress(interaction)
+            try:
+                written = await self.bot.service.retry(
+                    actor_of(self.bot, interaction), turn_id, on_progress=progress
+                )
+            finally:
+                await progress.stop()
+        await self._show_version(interaction, written.model_turn)
+
+    async def swipe(self, interaction: discord.Interaction, step: int, turn_id: int) -> None:
+        """‹ and ›: another version of the part becomes the story's, in place."""
+        await interaction.response.defer()
+        turn = await self.bot.service.choose_version(
+            actor_of(self.bot, interaction), step=step, turn_id=turn_id
+        )
+        await self._show_version(interaction, turn)
+
+    async def undo_part(self, interaction: discord.Interaction, turn_id: int) -> None:
+        await interaction.response.defer()
+        turn = await self.bot.service.undo(actor_of(self.bot, interaction), turn_id)
+        who = safe(interaction.user.display_name)
+        await interaction.edit_original_response(
+            content=f"↩️ *{who} took this part back; it is kept, and Redo puts it back.*",
+            view=redo_buttons(turn),
+        )
+
+    async def redo_part(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer()
+        turn = await self.bot.service.redo(actor_of(self.bot, interaction))
+        await self._show_version(interaction, turn)
+
+    async def _show_version(self, interaction: discord.Interaction, turn: Turn) -> None:
+        """A part in the message its button is on (its first message's worth)."""
+        label = None if turn.kind == "model" else (turn.author_name or "a member")
+        body = story_part([(label, turn.text)])
+        chunks = split_message(body, MESSAGE_LIMIT - 200)
+        header = f"-# version {turn.version} of {turn.versions}\n" if turn.versions > 1 else ""
+        more = f"\n\n{TRUNCATED}" if len(chunks) > 1 else ""
+        footer = f"\n{MACHINE_WRITTEN}" if turn.kind == "model" else ""
+        view = part_buttons(turn) if turn.kind == "model" else None
+        await interaction.edit_original_response(
+            content=f"{header}{chunks[0]}{more}{footer}", view=view
+        )
 
     story = app_commands.Group(name="story", description="This channel's story", guild_only=True)
 
@@ -129,6 +189,96 @@ class StoryCog(commands.Cog):
     ) -> None:
         """Why I wrote a part: how sure I was of each word, and what I almost wrote (only to you)."""
         await self.send_explanation(interaction, part=part)
+
+    @story.command(name="edit")
+    async def edit(self, interaction: discord.Interaction) -> None:
+        """Change the newest turn: your own line, or any part if you moderate (a new version)."""
+        actor = actor_of(self.bot, interaction)
+        turn = await self.bot.service.editable(actor)
+        await interaction.response.send_modal(EditForm(self, turn))
+
+    @story.command(name="memory")
+    @app_commands.describe(text="What must stay true (empty: show it; clear: remove it)")
+    async def memory(
+        self, interaction: discord.Interaction, text: app_commands.Range[str, 1, 1500] | None = None
+    ) -> None:
+        """What the bot must keep in mind, pinned before the story in every part it writes."""
+        story = await self.bot.service.memory(actor_of(self.bot, interaction), text)
+        shown = safe(story.memory) if story.memory else "*(none: `/story memory TEXT` sets it)*"
+        await interaction.response.send_message(f"🧠 **Memory:** {shown}", ephemeral=text is None)
+
+    @story.command(name="note")
+    @app_commands.describe(text="The author's note (empty: show it; clear: remove it)")
+    async def note(
+        self, interaction: discord.Interaction, text: app_commands.Range[str, 1, 1000] | None = None
+    ) -> None:
+        """A nudge for where the story goes next, placed a few turns before the end."""
+        story = await self.bot.service.note(actor_of(self.bot, interaction), text)
+        shown = safe(story.note) if story.note else "*(none: `/story note TEXT` sets it)*"
+        await interaction.response.send_message(
+            f"📝 **Author's note:** {shown}", ephemeral=text is None
+        )
+
+    @story.command(name="list")
+    async def list_(self, interaction: discord.Interaction) -> None:
+        """This channel's stories, newest first (only to you)."""
+        await self.send_stories(interaction, 1, first=True)
+
+    async def send_stories(self, interaction: discord.Interaction, page: int, first: bool) -> None:
+        listed = await self.bot.service.stories(actor_of(self.bot, interaction), page)
+        lines = [
+            f"`{s.id}` **{safe(s.title[:60])}** ({s.mode}, "
+            f"{'active' if s.active else 'ended' if s.ended_at else 'archived'}, {s.created_at[:10]})"
+            for s in listed.stories
+        ] or ["*(no stories yet: `/write` begins one)*"]
+        content = (
+            "\n".join(lines) + f"\n-# page {listed.page} of {listed.pages} · `/story resume ID`"
+        )
+        view = discord.ui.View(timeout=None)
+        view.add_item(PageButton(listed.page - 1, disabled=listed.page == 1, label="‹"))
+        view.add_item(PageButton(listed.page + 1, disabled=listed.page == listed.pages, label="›"))
+        if first:
+            await interaction.response.send_message(content, view=view, ephemeral=True)
+        else:
+            await interaction.response.edit_message(content=content, view=view)
+
+    @story.command(name="resume")
+    @app_commands.describe(story="The story's number, as `/story list` shows it")
+    async def resume(
+        self, interaction: discord.Interaction, story: app_commands.Range[int, 1]
+    ) -> None:
+        """Take up an earlier story of this channel again (the current one is archived)."""
+        resumed, archived = await self.bot.service.resume(actor_of(self.bot, interaction), story)
+        text = (
+            f"📖 {safe(interaction.user.display_name)} took up “{safe(resumed.title[:80])}” again"
+        )
+        if archived:
+            text += f" (“{safe(archived.title[:60])}” is archived)"
+        await interaction.response.send_message(text + ". `/continue` goes on from its end.")
+
+    @story.command(name="end")
+    async def end(self, interaction: discord.Interaction) -> None:
+        """Finish this channel's story; it stays in `/story list`."""
+        story = await self.bot.service.end(actor_of(self.bot, interaction))
+        await interaction.response.send_message(
+            f"🏁 “{safe(story.title[:80])}” is finished. `/story export` keeps it; "
+            f"`/story resume {story.id}` takes it up again."
+        )
+
+    @story.command(name="export")
+    @app_commands.describe(format="markdown (default), text or json")
+    @app_commands.choices(
+        format=[app_commands.Choice(name=f, value=f) for f in ("markdown", "text", "json")]
+    )
+    async def export(self, interaction: discord.Interaction, format: str = "markdown") -> None:
+        """The whole story as a file (only to you)."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        exported = await self.bot.service.export(actor_of(self.bot, interaction), format)
+        await interaction.followup.send(
+            f"The whole story, {len(exported.data):,} bytes.",
+            file=discord.File(io.BytesIO(exported.data), exported.filename),
+            ephemeral=True,
+        )
 
     async def send_explanation(
         self, interaction: discord.Interaction, part: int | None = None, turn_id: int | None = None
@@ -167,55 +317,31 @@ class StoryCog(commands.Cog):
             body += f"\n\n{CUT_SHORT}"
         body += f"\n{MACHINE_WRITTEN}"
         first, *rest = split_message(f"{header}\n\n{body}" if header else body)
-        buttons = discord.ui.View(timeout=None)
-        buttons.add_item(ExplainButton(written.model_turn.id))
-        try:  # the button goes under the last message of the answer
-            await interaction.edit_original_response(content=first, view=None if rest else buttons)
+        buttons = part_buttons(written.model_turn)
+        try:  # the buttons go under the last message of the answer
+            shown = await interaction.edit_original_response(
+                content=first, view=None if rest else buttons
+            )
         except discord.HTTPException as error:  # the part is stored: a retry would write another
             raise PartNotShown() from error
         # The part is shown: an error from here on must not delete it.
         interaction.extras[PUBLIC_DEFERRAL] = False
         for n, chunk in enumerate(rest, 1):
-            await interaction.followup.send(chunk, view=buttons if n == len(rest) else MISSING)
-        await self.bot.settle(interaction)
-
-
-class ExplainButton(
-    discord.ui.DynamicItem[discord.ui.Button], template=r"storybot:explain:(?P<turn>[0-9]+)"
-):
-    """The Explain button under a part: its custom id names the turn, so it works after a
-    restart and for any part still in the channel's story."""
-
-    def __init__(self, turn_id: int) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Explain",
-                emoji="🔍",
-                style=discord.ButtonStyle.secondary,
-                custom_id=f"storybot:explain:{turn_id}",
+            last = n == len(rest)
+            message = await interaction.followup.send(
+                chunk, view=buttons if last else MISSING, wait=last
             )
-        )
-        self.turn_id = turn_id
+            shown = message if last else shown
+        await self.bot.settle(interaction)
+        await self._move_buttons(interaction.channel_id, shown)
 
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]
-    ) -> ExplainButton:
-        return cls(int(match["turn"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        bot: StoryBot = interaction.client
-        if bot.draining:  # a button does not pass the command tree's check
-            await send_ephemeral(interaction, RESTARTING)
-            return
-        cog: StoryCog = bot.get_cog("StoryCog")
-        try:
-            await cog.send_explanation(interaction, turn_id=self.turn_id)
-        except StoryError as error:  # a button's errors do not reach the tree's handler
-            await send_ephemeral(interaction, error.user_message)
-        except Exception:
-            log.exception("the Explain button failed for turn %s", self.turn_id)
-            await send_ephemeral(interaction, APOLOGY)
+    async def _move_buttons(self, channel_id: int, message) -> None:
+        """Only the newest part keeps live buttons: take them off the one before (while Discord
+        still lets us edit it; later, its buttons are refused as stale)."""
+        previous, self._with_buttons[channel_id] = self._with_buttons.get(channel_id), message
+        if previous is not None and previous.id != message.id and not self.bot.is_closed():
+            with contextlib.suppress(discord.HTTPException, RuntimeError):  # RuntimeError: closing
+                await previous.edit(view=None)
 
 
 class LiveProgress:
@@ -257,6 +383,58 @@ class LiveProgress:
             await self._edit
 
 
+class EditForm(discord.ui.Modal, title="Edit the newest turn"):
+    """The newest turn's text, to change; stored as a new version with its editor."""
+
+    def __init__(self, cog: StoryCog, turn: Turn) -> None:
+        super().__init__(timeout=600)
+        self.cog, self.turn = cog, turn
+        self.text = discord.ui.TextInput(
+            label="Text", style=discord.TextStyle.paragraph, default=turn.text[:4000],
+            custom_id="text",
+            max_length=4000,
+        )  # fmt: skip
+        self.add_item(self.text)
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        bot: StoryBot = interaction.client
+        try:
+            turn = await bot.service.edit(
+                actor_of(bot, interaction), self.text.value, turn_id=self.turn.id
+            )
+        except Exception as error:  # a form's errors do not reach the tree's handler
+            await bot.on_app_command_error(interaction, error)
+            return
+        who = safe(interaction.user.display_name)
+        await interaction.response.send_message(
+            f"✏️ *{who} edited the newest turn (version {turn.version}):*\n{safe(turn.text)}"[
+                :MESSAGE_LIMIT
+            ]
+        )
+
+
+class PageButton(
+    discord.ui.DynamicItem[discord.ui.Button], template=r"storybot:stories:(?P<page>[0-9]+)"
+):
+    """‹ › through `/story list`."""
+
+    def __init__(self, page: int, disabled: bool = False, label: str = "›") -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=label, disabled=disabled, custom_id=f"storybot:stories:{max(page, 1)}"
+            )
+        )
+        self.page = max(page, 1)
+
+    @classmethod
+    async def from_custom_id(cls, interaction, item, match: re.Match[str]) -> PageButton:
+        return cls(int(match["page"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        cog = interaction.client.get_cog("StoryCog")
+        await pressed(interaction, lambda: cog.send_stories(interaction, self.page, False), "page")
+
+
 async def setup(bot: StoryBot) -> None:
-    bot.add_dynamic_items(ExplainButton)
+    bot.add_dynamic_items(ExplainButton, MoveButton, PageButton)
     await bot.add_cog(StoryCog(bot))

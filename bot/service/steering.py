@@ -80,6 +80,11 @@ class Steering(ServiceCore):
             )
         return await self.store.choose_version(newest.id, wanted)
 
+    async def current_part(self, actor: Actor, turn_id: int) -> Turn:
+        """The newest turn, if it is ``turn_id`` (a button is still current); else refused."""
+        story = await self._active(actor)
+        return self._newest(await self.store.turns(story.id), turn_id)
+
     # -- undo, redo, edit ----------------------------------------------------------------------
 
     async def undo(self, actor: Actor, turn_id: int | None = None) -> Turn:

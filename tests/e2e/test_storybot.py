@@ -93,8 +93,12 @@ async def test_five_members_continue_at_once_and_every_turn_lands_once(emu, worl
     assert [r["position"] for r in rows] == list(range(len(rows))) and len(rows) == 2 + 2 * 5
 
     # The answers were shown in the order their turns were written.
-    def shown_at(interaction) -> int:
-        return max(i for i, r in enumerate(emu.transcript) if interaction.token in r.path)
+    def shown_at(interaction) -> int:  # (a later edit that only takes its buttons off is not)
+        return max(
+            i
+            for i, r in enumerate(emu.transcript)
+            if interaction.token in r.path and "content" in (r.json or {})
+        )
 
     shown = [i.member.id for i in sorted(interactions[:5], key=shown_at)]
     assert shown == [r["author_id"] for r in member_rows]
@@ -388,8 +392,7 @@ async def test_the_explain_button_works_after_a_restart_and_refuses_an_archived_
 ):
     async with storybot(emu, bot_config):
         shown = await answer(emu, await world.alice.slash(world.channel, "write", prompt="A fog"))
-    [button] = shown.custom_ids
-    assert button.startswith("storybot:explain:")
+    [button] = [c for c in shown.custom_ids if c.startswith("storybot:explain:")]
     assert "written by a language model" in shown.content
 
     async with storybot(emu, bot_config):  # a new process: the button still works
