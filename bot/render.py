@@ -128,8 +128,9 @@ def story_with_authors(turns) -> str:
     for turn in turns:
         if turn.deleted:
             continue
+        edited = f" *(edited by <@{turn.edited_by}>)*" if turn.edited_by else ""
         if turn.kind == "model":
-            pieces.append(f"🤖 {safe(turn.text)}")
+            pieces.append(f"🤖 {safe(turn.text)}{edited}")
         else:  # a mention shows the member's name; the client is built to ping nobody
-            pieces.append(f"**<@{turn.author_id}>:** {safe(turn.text)}")
+            pieces.append(f"**<@{turn.author_id}>:** {safe(turn.text)}{edited}")
     return "\n\n".join(pieces)

@@ -33,6 +33,7 @@ MAX_CHOICES = 25
 MAX_CHOICE_TEXT = 100
 MAX_MODAL_TITLE = 45
 MAX_MODAL_COMPONENTS = 5
+MAX_TEXT_INPUT = 4000
 
 MAX_COMMANDS = 100
 MAX_OPTIONS = 25
@@ -294,6 +295,30 @@ def check_modal(data: dict[str, Any]) -> list[Problem]:
                 "modal_limits", "data.components", f"Must have 1-{MAX_MODAL_COMPONENTS} components."
             )
         )
+    for n, row in enumerate(data.get("components") or []):
+        inputs = row.get("components") or ([row["component"]] if "component" in row else [])
+        for m, field in enumerate(inputs):
+            if field.get("type") == 4:  # a text input
+                problems += _check_text_input(field, f"data.components.{n}.components.{m}")
+    return problems
+
+
+def _check_text_input(field: dict[str, Any], where: str) -> list[Problem]:
+    """Discord's limits on a modal's text input: label 45, placeholder 100, lengths 0-4000, and
+    a prefilled value within them."""
+    problems = []
+    high = field.get("max_length", MAX_TEXT_INPUT)
+    checks = (
+        ("label", len(field.get("label") or "") <= MAX_MODAL_TITLE, f"at most {MAX_MODAL_TITLE}"),
+        ("placeholder", len(field.get("placeholder") or "") <= 100, "at most 100"),
+        ("custom_id", 1 <= len(field.get("custom_id") or "") <= MAX_CUSTOM_ID, "1-100"),
+        ("max_length", 1 <= high <= MAX_TEXT_INPUT, f"1-{MAX_TEXT_INPUT}"),
+        ("min_length", 0 <= field.get("min_length", 0) <= MAX_TEXT_INPUT, f"0-{MAX_TEXT_INPUT}"),
+        ("value", len(field.get("value") or "") <= min(high, MAX_TEXT_INPUT), "within max_length"),
+    )
+    for key, ok, allowed in checks:
+        if not ok:
+            problems.append(Problem("modal_limits", f"{where}.{key}", f"Must be {allowed}."))
     return problems
 
 

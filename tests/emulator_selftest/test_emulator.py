@@ -446,3 +446,19 @@ async def test_close_raises_on_unconsumed_violations():
     assert status == 404
     with pytest.raises(EmulatorViolations, match="unknown_route"):
         await emulator.close()
+
+
+def test_a_modal_text_input_past_discords_limits_is_refused():
+    from tests.discord_emulator.limits import check_modal
+
+    def modal(**field) -> dict:
+        text_input = {"type": 4, "custom_id": "text", "label": "Text", "style": 2} | field
+        return {"title": "Edit", "custom_id": "m", "components": [
+            {"type": 1, "components": [text_input]}
+        ]}  # fmt: skip
+
+    assert check_modal(modal(value="x" * 4000, max_length=4000)) == []
+    too_long = check_modal(modal(value="x" * 4001))
+    assert [p.field for p in too_long] == ["data.components.0.components.0.value"]
+    assert check_modal(modal(value="x" * 11, max_length=10))
+    assert check_modal(modal(max_length=4001)) and check_modal(modal(label="L" * 46))
