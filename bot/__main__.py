@@ -126,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         config = dataclasses.replace(
             config, database=dataclasses.replace(config.database, path=Path(args.db))
         )
+    if args.command in ("run", "console", "backup") and (moved := left_behind(config)):
+        print(f"storybot: {moved}", file=sys.stderr)
+        return SETUP_ERRORS
     handler = {
         "run": run,
         "sync": sync,
@@ -155,6 +158,22 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"storybot: {unexpected(error)}", file=sys.stderr)
         return 1
+
+
+OLD_DATABASE = Path("data") / "storybot.db"  # where versions before the home folder kept it
+
+
+def left_behind(config: Config) -> str | None:
+    """Stories where an earlier storybot kept them, while this one would start an empty file."""
+    default = paths.home() / paths.DATABASE_NAME
+    path = config.database.path
+    if path != default or path.exists() or not OLD_DATABASE.is_file():
+        return None
+    return (
+        f"stories were found at {OLD_DATABASE.resolve()}, where earlier versions kept them; "
+        f"this version keeps them in {default}. Stop the bot, move the file there (with its "
+        "-wal and -shm files if any), or set database.path in the config to it."
+    )
 
 
 def unreachable(error: Exception) -> bool:

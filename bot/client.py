@@ -53,6 +53,7 @@ class StoryBot(commands.Bot):
         self._in_flight: set[asyncio.Task] = set()
         self._closing = asyncio.Lock()
         self._heartbeat: asyncio.Task | None = None
+        self._gateway_up = False  # discord.py stays "ready" while it reconnects; this does not
         self.tree.on_error = self.on_app_command_error
         self.tree.interaction_check = self._admit_interaction
 
@@ -167,7 +168,7 @@ class StoryBot(commands.Bot):
         beat = {
             "time": time.time(),
             "pid": os.getpid(),
-            "connected": self.is_ready() and not self.is_closed(),
+            "connected": self._gateway_up and not self.is_closed(),
             "latency_ms": None if self.latency != self.latency else round(self.latency * 1000),
             "guilds": len(self.guilds),
             "parts_in_flight": len(self._in_flight),
@@ -197,7 +198,16 @@ class StoryBot(commands.Bot):
             return False
         return True
 
+    async def on_disconnect(self) -> None:
+        self._gateway_up = False
+        self.write_health()
+
+    async def on_resumed(self) -> None:
+        self._gateway_up = True
+        self.write_health()
+
     async def on_ready(self) -> None:
+        self._gateway_up = True
         self.write_health()
         log.info("connected as %s (%s) to %d servers", self.user, self.user.id, len(self.guilds))
 

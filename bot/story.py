@@ -357,7 +357,7 @@ EXPORT_FORMATS = ("markdown", "text", "json")
 EXPORT_SCHEMA = "storybot.story/1"
 _SUFFIX = {"markdown": "md", "text": "txt", "json": "json"}
 _HEADER = re.compile(
-    r"^### (?P<who>.+?) · (?P<kind>opening|line|part) (?P<position>\d+)(?: · .*)?$"
+    r"^### (?P<who>.+) · (?P<kind>opening|line|part) (?P<position>\d+) · [0-9: -]*$"
 )
 
 
@@ -371,7 +371,7 @@ def export_story(story: Story, turns: Sequence[Turn], fmt: str, model: str) -> t
     # Each line of a turn is quoted, so no text can pass for a header; an empty line keeps a mark.
     quote, empty = ("> ", ">") if fmt == "markdown" else ("    ", "    ")
     lines = [
-        f"# {story.title}" if fmt == "markdown" else story.title,
+        f"# {story.title}" if fmt == "markdown" else f"Title: {story.title}",
         "",
         f"A {story.mode} begun {story.created_at[:10]}. Parts marked 🤖 were written by a "
         f"language model ({model}); every other line is a member's.",

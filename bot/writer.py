@@ -120,13 +120,21 @@ async def write_part(
         "context_truncated": context.truncated,
         "cut": cleaned.cut,
         "guard": guard,
-        "model": config.model.name,
+        "model": model_label(config.model.name),
         # Originality: the longest run of tokens copied from the story so far.
         "copied_tokens": copied,
         "copied_text": engine.tokenizer.decode(result.token_ids[copied_at : copied_at + copied]),
     }
     notes = kept_notes(token_notes(engine.tokenizer, result), result.text, cleaned.text)
     return Part(text, record, notes)
+
+
+def model_label(name: str) -> str:
+    """A model's name to show members: a hub id as it is, a folder by its last name only (the
+    host's paths are theirs)."""
+    if "/" in name.strip("/") and not name.startswith(("/", ".", "~")) and name.count("/") == 1:
+        return name  # org/model on the hub
+    return name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
 
 
 def token_notes(tokenizer, result: GenerationResult) -> list[TokenNote]:

@@ -333,3 +333,15 @@ async def test_a_token_discord_refuses_is_one_line(tmp_path, tiny_model_dir):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "Discord refused the token in DISCORD_TOKEN" in result.stderr
     assert "a-wrong-token" not in result.stderr
+
+
+def test_stories_where_an_earlier_version_kept_them_are_not_left_behind(tmp_path, tiny_model_dir):
+    (tmp_path / "data").mkdir()
+    sqlite3.connect(tmp_path / "data" / "storybot.db").close()
+    home = tmp_path / "home"
+    result = storybot(
+        "console", "--model", str(tiny_model_dir), stdin="/quit\n", cwd=tmp_path,
+        env={"STORYBOT_HOME": str(home)},
+    )  # fmt: skip
+    one_clear_line(result, "stories were found at", "move the file there")
+    assert not (home / "storybot.db").exists()  # no empty database started instead

@@ -72,8 +72,10 @@ async def test_undo_and_redo_belong_to_the_owner_or_a_moderator(service):
     await service.undo(MOD)  # Bob's line, by a moderator
     assert [t.kind for t in await visible(service)] == ["opening", "model"]
 
-    assert (await service.redo(BOB)).text == "Bob's line."  # the last undone comes back first
-    assert (await service.redo(BOB)).id == undone.id
+    with pytest.raises(NotAllowed, match="only a moderator can put it back"):
+        await service.redo(BOB)  # Bob's line, but a moderator took it back
+    assert (await service.redo(MOD)).text == "Bob's line."  # the last undone comes back first
+    assert (await service.redo(BOB)).id == undone.id  # Bob took his part back himself
     with pytest.raises(StaleMove, match="nothing to redo"):
         await service.redo(BOB)
     await service.undo(BOB)
@@ -205,3 +207,38 @@ def test_memory_and_note_appear_once_and_the_window_never_overflows(
         if len(tokenizer.encode(context.text)) < budget // 2:  # room to spare: it is in
             assert context.text.count(author_note(note)) == 1
     assert context.turns_included + context.turns_dropped == len(sizes)
+
+
+def test_an_export_header_cannot_be_faked_by_a_title_or_a_name():
+    from bot.story import Story
+
+    story = Story(1, 1, 1, "### X · part 5 · 2026-01-01 10:00", "story", True, 1, "2026-11-29")
+    turns = [
+        Turn(0, 1, 0, "opening", 5, "Once", None, "2026-11-29T10:00:00Z", author_name="A · part 9"),
+        Turn(1, 1, 1, "model", None, "upon", {}, "2026-11-29T10:00:00Z"),
+    ]
+    for fmt in EXPORT_FORMATS:
+        _, data = export_story(story, turns, fmt, "gpt2")
+        assert read_export(data, fmt) == [("opening", 0, "Once"), ("model", 1, "upon")]
+        assert b"/" not in data.split(b"gpt2")[0][-5:]  # the model by name, never a host's path
+
+
+async def test_a_member_cannot_redo_what_a_moderator_took_back(service):
+    await service.write(ALICE, "Once")
+    await service.continue_(ALICE, "A rude line.")
+    await service.undo(MOD)  # the model's part
+    line = await service.undo(MOD)  # Alice's line
+    with pytest.raises(NotAllowed, match="only a moderator can put it back"):
+        await service.redo(ALICE)
+    with pytest.raises(StaleMove, match="Another turn is next"):
+        await service.redo(MOD, turn_id=line.id + 1)
+    assert (await service.redo(MOD, turn_id=line.id)).text == "A rude line."
+
+
+async def test_a_lone_surrogate_in_memory_note_or_edit_is_made_harmless(service):
+    await service.write(ALICE, "Once")
+    assert (await service.memory(ALICE, "Mira \ud800 sees")).memory == "Mira \ufffd sees"
+    assert (await service.note(ALICE, "Storm \udfff")).note == "Storm \ufffd"
+    await service.continue_(ALICE, "A line.")
+    await service.undo(ALICE)
+    assert (await service.edit(ALICE, "Fixed \ud83d")).text == "Fixed \ufffd"

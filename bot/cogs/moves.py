@@ -101,7 +101,7 @@ class MoveButton(
             "continue": lambda: cog.continue_part(interaction, None, turn_id=self.turn_id),
             "retry": lambda: cog.retry_part(interaction, self.turn_id),
             "undo": lambda: cog.undo_part(interaction, self.turn_id),
-            "redo": lambda: cog.redo_part(interaction),
+            "redo": lambda: cog.redo_part(interaction, self.turn_id),
             "prev": lambda: cog.swipe(interaction, -1, self.turn_id),
             "next": lambda: cog.swipe(interaction, +1, self.turn_id),
         }

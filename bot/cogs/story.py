@@ -52,6 +52,7 @@ def actor_of(bot: StoryBot, interaction: discord.Interaction, reply_id: int | No
         user_id=interaction.user.id,
         is_moderator=bot.is_moderator(interaction.user),
         reply_id=reply_id,
+        name=interaction.user.display_name,
     )
 
 
@@ -119,14 +120,19 @@ class StoryCog(commands.Cog):
     async def retry_part(self, interaction: discord.Interaction, turn_id: int) -> None:
         """The Retry button: the part is written again, in place; ‹ › switch versions."""
         await interaction.response.defer()  # the answer edits the message the button is on
+        actor = actor_of(self.bot, interaction)
         with self.bot.part_in_flight():
             progress = LiveProgress(interaction)
             try:
-                written = await self.bot.service.retry(
-                    actor_of(self.bot, interaction), turn_id, on_progress=progress
-                )
-            finally:
+                written = await self.bot.service.retry(actor, turn_id, on_progress=progress)
+            except BaseException:
                 await progress.stop()
+                with contextlib.suppress(Exception):  # not the preview of a part never stored
+                    await self._show_version(
+                        interaction, await self.bot.service.current_part(actor, turn_id)
+                    )
+                raise
+            await progress.stop()
         await self._show_version(interaction, written.model_turn)
 
     async def swipe(self, interaction: discord.Interaction, step: int, turn_id: int) -> None:
@@ -146,9 +152,9 @@ class StoryCog(commands.Cog):
             view=redo_buttons(turn),
         )
 
-    async def redo_part(self, interaction: discord.Interaction) -> None:
+    async def redo_part(self, interaction: discord.Interaction, turn_id: int) -> None:
         await interaction.response.defer()
-        turn = await self.bot.service.redo(actor_of(self.bot, interaction))
+        turn = await self.bot.service.redo(actor_of(self.bot, interaction), turn_id)
         await self._show_version(interaction, turn)
 
     async def _show_version(self, interaction: discord.Interaction, turn: Turn) -> None:
@@ -204,7 +210,9 @@ class StoryCog(commands.Cog):
     ) -> None:
         """What the bot must keep in mind, pinned before the story in every part it writes."""
         story = await self.bot.service.memory(actor_of(self.bot, interaction), text)
-        shown = safe(story.memory) if story.memory else "*(none: `/story memory TEXT` sets it)*"
+        shown = (
+            safe(story.memory)[:1900] if story.memory else "*(none: `/story memory TEXT` sets it)*"
+        )
         await interaction.response.send_message(f"🧠 **Memory:** {shown}", ephemeral=text is None)
 
     @story.command(name="note")
@@ -214,7 +222,7 @@ class StoryCog(commands.Cog):
     ) -> None:
         """A nudge for where the story goes next, placed a few turns before the end."""
         story = await self.bot.service.note(actor_of(self.bot, interaction), text)
-        shown = safe(story.note) if story.note else "*(none: `/story note TEXT` sets it)*"
+        shown = safe(story.note)[:1900] if story.note else "*(none: `/story note TEXT` sets it)*"
         await interaction.response.send_message(
             f"📝 **Author's note:** {shown}", ephemeral=text is None
         )

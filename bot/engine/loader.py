@@ -147,7 +147,11 @@ def _hub_host() -> str:
 
 
 def _hub_reachable() -> bool:
-    """A quick TCP connection to the hub, instead of a minute of retries."""
+    """A quick TCP connection to the hub, instead of a minute of retries (behind a proxy, the
+    hub library's own connection decides)."""
+    proxies = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy")
+    if any(os.environ.get(name) for name in proxies):
+        return True
     endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
     try:
@@ -173,6 +177,8 @@ def describe(folder: Path) -> list[str]:
     from safetensors import safe_open
     from transformers import AutoConfig
 
+    if not folder.is_dir():
+        raise ModelUnavailable(f"{folder} is not a folder (model info describes a model folder)")
     check_available(str(folder))
     config = AutoConfig.from_pretrained(folder)
     parameters = 0

@@ -76,11 +76,14 @@ class RowSampler:
         p = self.params
         if p.repetition_penalty != 1.0 and self.recent:
             tokens, penalty = self._penalties()
+            tokens, penalty = tokens.to(logits.device), penalty.to(logits.device)
             picked = logits[tokens]
             logits[tokens] = torch.where(picked < 0, picked * penalty, picked / penalty)
         banned = self.ngrams.banned()
         if banned:
-            logits[torch.tensor(sorted(banned), dtype=torch.long)] = float("-inf")
+            logits[torch.tensor(sorted(banned), dtype=torch.long, device=logits.device)] = float(
+                "-inf"
+            )
         if self.eos_id is not None and self.generated < p.min_new_tokens:
             logits[self.eos_id] = float("-inf")
 
@@ -127,12 +130,14 @@ class TokenChooser:
         for i, row in enumerate(rows):
             row.adjust(logits[i])
         tokens = logits.argmax(dim=-1)
-        chance = torch.ones(len(rows))  # a greedy row's token is certain to be drawn
+        device = logits.device  # every tensor made here lives where the logits do (CPU or GPU)
+        chance = torch.ones(len(rows), device=device)  # a greedy row's token is drawn for sure
 
         sampled = [i for i, row in enumerate(rows) if not row.params.greedy]
         if sampled:
-            index = torch.tensor(sampled, dtype=torch.long)
+            index = torch.tensor(sampled, dtype=torch.long, device=device)
             draws = torch.cat([torch.rand(1, generator=rows[i].generator) for i in sampled])
+            draws = draws.to(device)  # drawn on the CPU, from each row's own generator
             params = [rows[i].params for i in sampled]
             tokens[index], chance[index] = self._sample(logits[index], params, draws)
         if raw is not None:
@@ -167,16 +172,19 @@ class TokenChooser:
         ``draws`` holds one uniform number per row from the row's own generator, so a seeded row
         samples the same token whatever else is in the batch. Rows that filter share one sort.
         """
-        temperature = torch.tensor([p.temperature for p in params]).unsqueeze(1)
+        device = logits.device
+        temperature = torch.tensor([p.temperature for p in params], device=device).unsqueeze(1)
         vocab = logits.shape[-1]
         order = None
         if any(p.top_k > 0 or p.top_p < 1.0 for p in params):
             logits, order = logits.sort(dim=-1, descending=True)
         probs = (logits / temperature).softmax(dim=-1)
         if order is not None:
-            top_k = torch.tensor([p.top_k if p.top_k > 0 else vocab for p in params]).unsqueeze(1)
-            top_p = torch.tensor([p.top_p for p in params]).unsqueeze(1)
-            rank = torch.arange(vocab).unsqueeze(0)
+            top_k = torch.tensor(
+                [p.top_k if p.top_k > 0 else vocab for p in params], device=device
+            ).unsqueeze(1)
+            top_p = torch.tensor([p.top_p for p in params], device=device).unsqueeze(1)
+            rank = torch.arange(vocab, device=device).unsqueeze(0)
             mass_before = probs.cumsum(dim=-1) - probs
             drop = (rank >= top_k) | (mass_before > top_p)
             drop[:, 0] = False  # the most likely token always survives

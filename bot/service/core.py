@@ -147,7 +147,7 @@ class ServiceCore:
         on_progress: Progress | None = None,
     ) -> Written:
         """Start a new story in the channel (archiving its previous one) and write its first part."""
-        prompt = _scrubbed(prompt)
+        prompt = scrubbed(prompt)
         chosen = self.mode(mode)
         self._check_text("prompt", prompt)
         settings = await self._settings(actor, chosen)
@@ -174,7 +174,7 @@ class ServiceCore:
         self, actor: Actor, text: str | None = None, on_progress: Progress | None = None
     ) -> Written:
         """Add the member's line (if any) to the channel's story, then the model's next part."""
-        text = _scrubbed(text or "")
+        text = scrubbed(text or "")
         if text:
             self._check_text("text", text)
         story = await self._active(actor)
@@ -401,6 +401,6 @@ def _saved_note(saved: str | None) -> Iterator[None]:
         raise noted from error
 
 
-def _scrubbed(text: str) -> str:
+def scrubbed(text: str) -> str:
     """Member text made safe to encode: a lone surrogate (no character at all) becomes U+FFFD."""
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").strip()

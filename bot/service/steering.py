@@ -14,9 +14,9 @@ from typing import Literal
 
 from bot.errors import InvalidSetting, NoStory, NotAllowed, StaleMove, TextTooLong
 from bot.explain import pack
-from bot.service.core import Actor, ServiceCore, Written
+from bot.service.core import Actor, ServiceCore, Written, scrubbed
 from bot.story import EXPORT_FORMATS, Story, Turn, export_story
-from bot.writer import Progress, write_part
+from bot.writer import Progress, model_label, write_part
 
 PAGE = 10  # stories per page of /story list
 
@@ -98,8 +98,9 @@ class Steering(ServiceCore):
             await self.store.undo_turn(newest.id, actor.user_id)
         return newest
 
-    async def redo(self, actor: Actor) -> Turn:
-        """Put back the turn undone last, as long as nothing new was written since."""
+    async def redo(self, actor: Actor, turn_id: int | None = None) -> Turn:
+        """Put back the turn undone last, as long as nothing new was written since (the Redo
+        button names it: refused if another turn is next to come back)."""
         story = await self._active(actor)
         async with self.order.turn(actor.channel_id, wait_s=self.config.model.request_timeout_s):
             every = await self.store.turns(story.id, include_deleted=True)
@@ -108,7 +109,11 @@ class Steering(ServiceCore):
             if not undone:
                 raise StaleMove("There is nothing to redo: nothing was undone since the last part.")
             turn = min(undone, key=lambda t: t.position)  # the last one taken back
+            if turn_id is not None and turn.id != turn_id:
+                raise StaleMove("Another turn is next to come back: Redo under that one.")
             self._require_owner(actor, turn, "redo")
+            if not actor.is_moderator and turn.deleted_by != actor.user_id:
+                raise NotAllowed("A moderator took that back; only a moderator can put it back.")
             await self.store.redo_turn(turn.id)
         return await self.store.turn(turn.id)
 
@@ -116,7 +121,7 @@ class Steering(ServiceCore):
         """Replace a turn's text with a new version: a member's own line, or (a moderator) any
         part; the newest turn unless ``turn_id`` names one of the story's."""
         story = await self._active(actor)
-        text = " ".join(text.split("\r")).strip()
+        text = scrubbed(" ".join(text.split("\r")))
         if not text:
             raise InvalidSetting("An edit cannot be empty: Undo takes a turn back.")
         tokens = len(self.engine.tokenizer.encode(text))
@@ -159,7 +164,7 @@ class Steering(ServiceCore):
         story = await self._active(actor)
         if text is None:
             return story
-        text = "" if text.strip().lower() == "clear" else " ".join(text.split())
+        text = "" if text.strip().lower() == "clear" else " ".join(scrubbed(text).split())
         tokens = len(self.engine.tokenizer.encode(text)) if text else 0
         if tokens > limit:
             raise TextTooLong(what, tokens, limit)
@@ -209,7 +214,7 @@ class Steering(ServiceCore):
             if story is None or story.channel_id != actor.channel_id:
                 raise NoStory(f"This channel has no story {story_id}.")
         turns = await self.store.turns(story.id)
-        name, data = export_story(story, turns, fmt, self.config.model.name)
+        name, data = export_story(story, turns, fmt, model_label(self.config.model.name))
         return Exported(name, data)
 
     # -- the pieces ----------------------------------------------------------------------------
