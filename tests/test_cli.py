@@ -345,3 +345,19 @@ def test_stories_where_an_earlier_version_kept_them_are_not_left_behind(tmp_path
     )  # fmt: skip
     one_clear_line(result, "stories were found at", "move the file there")
     assert not (home / "storybot.db").exists()  # no empty database started instead
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda p: p.mkdir(), "is a folder, not a file"),
+        (lambda p: p.write_bytes(b"\xff\xfe\x00[model]"), "is not UTF-8 text"),
+        (lambda p: None, "does not exist"),
+    ],
+)
+def test_a_bad_config_path_is_one_line_from_the_real_command(tmp_path, make, says):
+    path = tmp_path / "config.toml"
+    make(path)
+    result = storybot("--config", str(path), "check", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert says in result.stderr and result.stderr.count("\n") == 1
