@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -25,6 +26,17 @@ from bot.store import Store
 from tests.tinymodel import build_model
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was():
+    """A test that runs ``storybot``'s main() in this process configures logging to the stream
+    pytest captured for it; put the root logger back, so later tests do not log to a closed file."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 class FakeClock:
