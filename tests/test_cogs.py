@@ -632,3 +632,27 @@ async def test_a_second_close_returns_only_once_the_services_are_closed(bot, mon
 
     assert closed.is_set()
     await first
+
+
+class ShownPart:
+    """A message showing a part: records its buttons being taken off."""
+
+    def __init__(self, message_id: int) -> None:
+        self.id, self.edits = message_id, []
+
+    async def edit(self, **changes) -> None:
+        self.edits.append(changes)
+
+
+async def test_only_the_newest_part_keeps_buttons_even_when_answers_arrive_out_of_order(bot):
+    cog = bot.get_cog("StoryCog")
+    first, third, second = ShownPart(1), ShownPart(3), ShownPart(2)
+    await cog._move_buttons(CHANNEL_ID, (7, 1), first)
+    await cog._move_buttons(CHANNEL_ID, (7, 3), third)  # the newer part is shown first
+    await cog._move_buttons(CHANNEL_ID, (7, 2), second)  # then the older one
+
+    assert first.edits == [{"view": None}] and second.edits == [{"view": None}]
+    assert third.edits == []  # the newest part keeps its buttons
+    another_story = ShownPart(4)
+    await cog._move_buttons(CHANNEL_ID, (8, 1), another_story)  # a /write: the new story's part
+    assert third.edits == [{"view": None}] and another_story.edits == []

@@ -15,7 +15,7 @@ from discord.ext import commands
 
 from bot.client import PUBLIC_DEFERRAL, StoryBot, defer_public
 from bot.cogs.moves import ExplainButton, MoveButton, part_buttons, pressed, redo_buttons
-from bot.errors import PartNotShown
+from bot.errors import PartNotShown, StoryError
 from bot.explain import sections
 from bot.picture import confidence_png
 from bot.render import (
@@ -61,7 +61,8 @@ class StoryCog(commands.Cog):
 
     def __init__(self, bot: StoryBot) -> None:
         self.bot = bot
-        self._with_buttons: dict[int, discord.Message] = {}  # channel: its newest part's message
+        # channel: the newest part (its story and position), and the message showing it
+        self._with_buttons: dict[int, tuple[tuple[int, int], discord.Message]] = {}
 
     @app_commands.command(name="write")
     @app_commands.guild_only()
@@ -147,9 +148,11 @@ class StoryCog(commands.Cog):
         await interaction.response.defer()
         turn = await self.bot.service.undo(actor_of(self.bot, interaction), turn_id)
         who = safe(interaction.user.display_name)
+        note = f"↩️ *{who} took this part back; it is kept, and Redo puts it back.*"
+        lead_in = await self._lead_in(interaction, turn)
+        content = f"{split_message(story_part(lead_in), MESSAGE_LIMIT - 200)[0]}\n\n{note}"
         await interaction.edit_original_response(
-            content=f"↩️ *{who} took this part back; it is kept, and Redo puts it back.*",
-            view=redo_buttons(turn),
+            content=content if lead_in else note, view=redo_buttons(turn)
         )
 
     async def redo_part(self, interaction: discord.Interaction, turn_id: int) -> None:
@@ -160,7 +163,7 @@ class StoryCog(commands.Cog):
     async def _show_version(self, interaction: discord.Interaction, turn: Turn) -> None:
         """A part in the message its button is on (its first message's worth)."""
         label = None if turn.kind == "model" else (turn.author_name or "a member")
-        body = story_part([(label, turn.text)])
+        body = story_part([*await self._lead_in(interaction, turn), (label, turn.text)])
         chunks = split_message(body, MESSAGE_LIMIT - 200)
         header = f"-# version {turn.version} of {turn.versions}\n" if turn.versions > 1 else ""
         more = f"\n\n{TRUNCATED}" if len(chunks) > 1 else ""
@@ -169,6 +172,27 @@ class StoryCog(commands.Cog):
         await interaction.edit_original_response(
             content=f"{header}{chunks[0]}{more}{footer}", view=view
         )
+
+    async def _lead_in(
+        self, interaction: discord.Interaction, turn: Turn
+    ) -> list[tuple[str | None, str]]:
+        """What a part's message showed above it: the opening (a /write), or the line the
+        member who asked for it added (a /continue with text)."""
+        if turn.kind != "model":
+            return []
+        try:
+            view = await self.bot.service.show(actor_of(self.bot, interaction))
+        except StoryError:
+            return []
+        before = [t for t in view.turns if t.position < turn.position]
+        if not before:
+            return []
+        previous = before[-1]
+        if previous.kind == "opening":
+            return [(None, previous.text)]
+        if previous.kind == "member" and previous.author_id == turn.requested_by:
+            return [(previous.author_name or "a member", previous.text)]
+        return []
 
     story = app_commands.Group(name="story", description="This channel's story", guild_only=True)
 
@@ -341,15 +365,24 @@ class StoryCog(commands.Cog):
             )
             shown = message if last else shown
         await self.bot.settle(interaction)
-        await self._move_buttons(interaction.channel_id, shown)
+        part = written.model_turn
+        await self._move_buttons(interaction.channel_id, (part.story_id, part.position), shown)
 
-    async def _move_buttons(self, channel_id: int, message) -> None:
-        """Only the newest part keeps live buttons: take them off the one before (while Discord
-        still lets us edit it; later, its buttons are refused as stale)."""
-        previous, self._with_buttons[channel_id] = self._with_buttons.get(channel_id), message
-        if previous is not None and previous.id != message.id and not self.bot.is_closed():
-            with contextlib.suppress(discord.HTTPException, RuntimeError):  # RuntimeError: closing
-                await previous.edit(view=None)
+    async def _move_buttons(self, channel_id: int, place: tuple[int, int], message) -> None:
+        """Only the newest part keeps live buttons: take them off the other (while Discord still
+        lets us edit it; later, its buttons are refused as stale). Answers may be shown out of
+        order, so the newer part is the one further on in the story."""
+        previous = self._with_buttons.get(channel_id)
+        # A part of another story (a /write, a resume) is the newest; in one story, the later.
+        if previous is None or previous[0][0] != place[0] or previous[0][1] <= place[1]:
+            self._with_buttons[channel_id] = (place, message)
+            stale = None if previous is None else previous[1]
+        else:  # an older part shown after a newer one
+            stale = message
+        newest = self._with_buttons[channel_id][1]
+        if stale is not None and stale.id != newest.id and not self.bot.is_closed():
+            with contextlib.suppress(discord.HTTPException, RuntimeError):  # closing
+                await stale.edit(view=None)
 
 
 class LiveProgress:

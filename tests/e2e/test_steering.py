@@ -28,7 +28,7 @@ async def test_retry_three_times_then_choose_version_2_and_continue_from_it(emu,
         part = await answer(emu, await world.alice.slash(world.channel, "write", prompt="A fog"))
         for _ in range(3):
             await pressed(await world.bob.click(part, button(part, "retry")))
-        assert "version 4 of 4" in part.content
+        assert "version 4 of 4" in part.content and "A fog" in part.content  # the opening too
         await pressed(await world.bob.click(part, button(part, "prev")))
         await pressed(await world.bob.click(part, button(part, "prev")))
         assert "version 2 of 4" in part.content
@@ -52,8 +52,9 @@ async def test_undo_and_redo_by_the_owner_are_refused_for_others_and_allowed_for
         assert "Only the member who asked for that part" in ephemeral(refused)
         await pressed(await world.bob.click(part, button(part, "undo")))
         assert "took this part back" in part.content
+        assert "**bob:** Bob." in part.content  # his line stays in the story, and in view
         await pressed(await world.bob.click(part, button(part, "redo")))
-        assert "took this part back" not in part.content
+        assert "took this part back" not in part.content and "**bob:** Bob." in part.content
         await pressed(await world.mod.click(part, button(part, "undo")))
 
     rows = turns(bot_config, world.channel.id)
