@@ -349,7 +349,6 @@ def _read_config(source: Path) -> str:
 def _model_name(name: str, base: Path) -> str:
     """A hub id as it is; a model folder (``./…``, ``~/…``, absolute, or an existing folder
     next to the config) as a path read from ``base``."""
-    looks_like_path = name.startswith(("/", "./", "../", "~", ".\\")) or Path(name).is_absolute()
-    if looks_like_path or (base / name).is_dir():
+    if paths.looks_like_path(name) or (base / name).is_dir():
         return str(paths.resolve(name, base))
     return name

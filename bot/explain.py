@@ -171,7 +171,7 @@ def sections(explanation: Explanation, record: dict) -> list[tuple[str, str]]:
     ]
     if e.spans:
         out.append(("Least sure", "\n".join(_span_line(s) for s in e.spans)))
-    model = str(record.get("model", "?")).rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
+    model = record.get("model", "?")  # as the writer labelled it: never a host's path
     out.append(
         (
             "Written with",

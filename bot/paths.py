@@ -31,3 +31,21 @@ def resolve(path: str | Path, base: Path) -> Path:
     """``path`` with ``~`` expanded, and read from ``base`` when it is relative."""
     path = Path(path).expanduser()
     return path if path.is_absolute() else base / path
+
+
+def looks_like_path(name: str) -> bool:
+    """Whether a model name names a folder (``./x``, ``~/x``, ``/x``, deeper than ``org/name``)
+    rather than a hub id (``gpt2``, ``org/name``)."""
+    return (
+        name.startswith(("/", "./", "../", "~", ".\\"))
+        or Path(name).is_absolute()
+        or name.count("/") > 1
+    )
+
+
+def model_label(name: str) -> str:
+    """A model's name to show members: a hub id as it is, a folder by its last name only (the
+    host's paths are theirs)."""
+    if not looks_like_path(name):
+        return name
+    return name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]

@@ -92,13 +92,17 @@ def interrupted_answer(reply: PendingReply) -> str:
             f"*(I restarted while writing what comes next. Your {saved} is saved: "
             "`/continue` goes on from it.)*"
         )
-    room = MESSAGE_LIMIT - len(note) - len(TRUNCATED) - 4
-    chunks = split_message(story_part(parts), room)
-    body = chunks[0] + (f"\n\n{TRUNCATED}" if len(chunks) > 1 else "")
-    return f"{body}\n\n{note}"
+    return f"{first_message(story_part(parts), len(note) + 2)}\n\n{note}"
 
 
 TRUNCATED = "*(… the rest is in `/story show`.)*"
+
+
+def first_message(text: str, reserve: int = 0) -> str:
+    """As much of ``text`` as one message holds with ``reserve`` characters to spare, ending
+    with a pointer to `/story show` when the rest does not fit."""
+    chunks = split_message(text, MESSAGE_LIMIT - reserve - len(TRUNCATED) - 2)
+    return chunks[0] + (f"\n\n{TRUNCATED}" if len(chunks) > 1 else "")
 
 
 EXPLAIN_IMAGE = "part.png"

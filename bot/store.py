@@ -286,15 +286,7 @@ class Store:
         """
         title = " ".join(opening.split())[:100]
         async with self._write() as db:
-            previous = await _one(
-                db, "SELECT * FROM stories WHERE channel_id = ? AND active = 1", (channel_id,)
-            )
-            if previous is not None:
-                await db.execute(
-                    "UPDATE stories SET active = 0, archived_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
-                    " WHERE id = ?",
-                    (previous["id"],),
-                )
+            previous = await _archive_active(db, channel_id)
             cursor = await db.execute(
                 "INSERT INTO stories (guild_id, channel_id, title, mode, created_by)"
                 " VALUES (?, ?, ?, ?, ?) RETURNING *",
@@ -433,17 +425,7 @@ class Store:
         one; returns the story that was archived for it, if any."""
         async with self._write() as db:
             target = await _one(db, "SELECT * FROM stories WHERE id = ?", (story_id,))
-            current = await _one(
-                db,
-                "SELECT * FROM stories WHERE channel_id = ? AND active = 1",
-                (target["channel_id"],),
-            )
-            if current is not None:
-                await db.execute(
-                    "UPDATE stories SET active = 0,"
-                    " archived_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
-                    (current["id"],),
-                )
+            current = await _archive_active(db, target["channel_id"])
             await db.execute(
                 "UPDATE stories SET active = 1, archived_at = NULL, ended_at = NULL WHERE id = ?",
                 (story_id,),
@@ -565,6 +547,20 @@ class Store:
             )
             for r in rows
         ]
+
+
+async def _archive_active(db: aiosqlite.Connection, channel_id: int) -> aiosqlite.Row | None:
+    """Archive the channel's active story, if it has one; return it as it was."""
+    active = await _one(
+        db, "SELECT * FROM stories WHERE channel_id = ? AND active = 1", (channel_id,)
+    )
+    if active is not None:
+        await db.execute(
+            "UPDATE stories SET active = 0, archived_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+            " WHERE id = ?",
+            (active["id"],),
+        )
+    return active
 
 
 async def _one(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> aiosqlite.Row | None:

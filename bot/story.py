@@ -424,7 +424,7 @@ def _export_json(story: Story, turns: Sequence[Turn], model: str) -> dict:
 
 def _who(turn: Turn, model: str) -> str:
     if turn.kind == "model":
-        who = f"🤖 storybot ({model.rstrip('/').rsplit('/', 1)[-1]})"
+        who = f"🤖 storybot ({model})"
         s = turn.settings or {}
         if "temperature" in s:
             who += f", temperature {s['temperature']}, top-p {s.get('top_p')}"

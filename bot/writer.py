@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from bot.config import Config
 from bot.engine.types import GenerationRequest, GenerationResult, SamplingParams
 from bot.explain import TokenNote, kept_notes, longest_copy
+from bot.paths import model_label
 from bot.quality import assess
 from bot.settings import Resolved
 from bot.story import Cleaned, Context, Mode, Story, Turn, build_context, clean_output
@@ -127,14 +128,6 @@ async def write_part(
     }
     notes = kept_notes(token_notes(engine.tokenizer, result), result.text, cleaned.text)
     return Part(text, record, notes)
-
-
-def model_label(name: str) -> str:
-    """A model's name to show members: a hub id as it is, a folder by its last name only (the
-    host's paths are theirs)."""
-    if "/" in name.strip("/") and not name.startswith(("/", ".", "~")) and name.count("/") == 1:
-        return name  # org/model on the hub
-    return name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
 
 
 def token_notes(tokenizer, result: GenerationResult) -> list[TokenNote]:

@@ -22,8 +22,8 @@ from bot.render import (
     EXPLAIN_IMAGE,
     MACHINE_WRITTEN,
     MESSAGE_LIMIT,
-    TRUNCATED,
     explanation_embed,
+    first_message,
     safe,
     split_message,
     story_part,
@@ -150,7 +150,7 @@ class StoryCog(commands.Cog):
         who = safe(interaction.user.display_name)
         note = f"↩️ *{who} took this part back; it is kept, and Redo puts it back.*"
         lead_in = await self._lead_in(interaction, turn)
-        content = f"{split_message(story_part(lead_in), MESSAGE_LIMIT - 200)[0]}\n\n{note}"
+        content = f"{first_message(story_part(lead_in), len(note) + 2)}\n\n{note}"
         await interaction.edit_original_response(
             content=content if lead_in else note, view=redo_buttons(turn)
         )
@@ -164,14 +164,11 @@ class StoryCog(commands.Cog):
         """A part in the message its button is on (its first message's worth)."""
         label = None if turn.kind == "model" else (turn.author_name or "a member")
         body = story_part([*await self._lead_in(interaction, turn), (label, turn.text)])
-        chunks = split_message(body, MESSAGE_LIMIT - 200)
         header = f"-# version {turn.version} of {turn.versions}\n" if turn.versions > 1 else ""
-        more = f"\n\n{TRUNCATED}" if len(chunks) > 1 else ""
         footer = f"\n{MACHINE_WRITTEN}" if turn.kind == "model" else ""
+        text = first_message(body, len(header) + len(footer))
         view = part_buttons(turn) if turn.kind == "model" else None
-        await interaction.edit_original_response(
-            content=f"{header}{chunks[0]}{more}{footer}", view=view
-        )
+        await interaction.edit_original_response(content=f"{header}{text}{footer}", view=view)
 
     async def _lead_in(
         self, interaction: discord.Interaction, turn: Turn

@@ -18,6 +18,7 @@ from transformers import (
 )
 
 from bot.errors import ModelUnavailable
+from bot.paths import looks_like_path
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def check_available(name: str) -> bool:
                 "with `storybot model download NAME --to FOLDER`."
             )
         return False
-    if _looks_like_path(name):
+    if looks_like_path(name):
         raise ModelUnavailable(f"the model folder {path} does not exist")
     cached = _cached(name)
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
@@ -120,14 +121,6 @@ def check_available(name: str) -> bool:
         f"({_hub_host()}) cannot be reached. On a machine with internet, run "
         f"`storybot model download {name} --to FOLDER`, copy the folder here, and set "
         "model.name to it."
-    )
-
-
-def _looks_like_path(name: str) -> bool:
-    return (
-        name.startswith(("/", "./", "../", "~", ".\\"))
-        or Path(name).is_absolute()
-        or (name.count("/") > 1)
     )
 
 

@@ -37,7 +37,7 @@ from bot.story import (
     Story,
     Turn,
 )
-from bot.writer import Engine, Progress, write_part
+from bot.writer import Engine, Part, Progress, write_part
 
 log = logging.getLogger(__name__)
 
@@ -360,6 +360,22 @@ class ServiceCore:
         if not actor.is_moderator:
             raise NotModerator()
 
+    async def _compose(
+        self,
+        story: Story,
+        mode: Mode,
+        turns: list[Turn],
+        settings: Resolved,
+        deadline: float,
+        on_progress: Progress | None,
+    ) -> tuple[Part, bytes | None]:
+        """The model's next part after ``turns``, and its token notes packed for the store."""
+        part = await write_part(
+            self.engine, self.config, self.clock, story, mode, turns, settings, deadline,
+            on_progress,
+        )  # fmt: skip
+        return part, pack(part.notes) if part.notes else None
+
     async def _generate(
         self,
         story: Story,
@@ -371,11 +387,7 @@ class ServiceCore:
         actor: Actor | None = None,
     ) -> Turn:
         """Ask the engine for the next part and commit it as the model's turn."""
-        part = await write_part(
-            self.engine, self.config, self.clock, story, mode, turns, settings, deadline,
-            on_progress,
-        )  # fmt: skip
-        notes = pack(part.notes) if part.notes else None
+        part, notes = await self._compose(story, mode, turns, settings, deadline, on_progress)
         asked = NewTurn("model", None, part.text, part.record, notes, actor and actor.user_id)
         try:
             [turn] = await self.store.append_turns(story.id, [asked], actor and actor.reply_id)

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bot.errors import InvalidSetting, NoStory, NotAllowed, StaleMove, TextTooLong
-from bot.explain import pack
+from bot.paths import model_label
 from bot.service.core import Actor, ServiceCore, Written, scrubbed
 from bot.story import EXPORT_FORMATS, Story, Turn, export_story
-from bot.writer import Progress, model_label, write_part
+from bot.writer import Progress
 
 PAGE = 10  # stories per page of /story list
 
@@ -54,11 +54,9 @@ class Steering(ServiceCore):
                 raise StaleMove("Retry rewrites my newest part, and the newest turn is a member's.")
             chosen = self.mode(current.mode)
             settings = await self._settings(actor, chosen)
-            part = await write_part(
-                self.engine, self.config, self.clock, current, chosen, turns[:-1], settings,
-                deadline, on_progress,
-            )  # fmt: skip
-            notes = pack(part.notes) if part.notes else None
+            part, notes = await self._compose(
+                current, chosen, turns[:-1], settings, deadline, on_progress
+            )
             turn = await self.store.add_version(newest.id, part.text, part.record, notes)
             return Written(current, [turn])
 
