@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bot import paths
 from bot.config import CONFIG_ENV, TOKEN_ENV, Config, ConfigError, load_config
-from bot.errors import DatabaseUnusable, ModelUnavailable
+from bot.errors import DatabaseUnusable, LimitsUnavailable, ModelUnavailable
 from bot.logsafety import configure_logging
 
 log = logging.getLogger("storybot")
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(handler[args.command](config, args))
     except KeyboardInterrupt:
         return 130
-    except (ModelUnavailable, DatabaseUnusable) as error:
+    except (ModelUnavailable, DatabaseUnusable, LimitsUnavailable) as error:
         print(f"storybot: {error}", file=sys.stderr)
         return SETUP_ERRORS
     except Exception as error:
@@ -439,6 +439,15 @@ async def check(config: Config, args) -> int:
     from bot.store import inspect
 
     report(*inspect(config.database.path), what="database")  # reads only: creates nothing
+
+    from bot.limits import Admission
+
+    admission = Admission(config.moderation.limits_storage)
+    try:
+        await admission.ready()
+        report(True, admission.shown_uri, "rate limits")
+    except LimitsUnavailable as error:
+        report(False, str(error), "rate limits")
 
     from bot.engine.loader import load_model
 

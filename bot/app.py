@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from bot.config import Config
 from bot.engine import LocalEngine
-from bot.limits import ChannelOrder, RateLimiter
+from bot.limits import Admission, ChannelOrder
 from bot.service import StoryService
 from bot.store import Store
 
@@ -28,6 +28,8 @@ class Services:
 
 async def open_services(config: Config) -> Services:
     """Open the database, load the model and start its worker."""
+    admission = Admission(config.moderation.limits_storage)
+    await admission.ready()
     store = await Store.open(config.database.path)
     engine = LocalEngine(config.model)
     try:
@@ -35,7 +37,7 @@ async def open_services(config: Config) -> Services:
     except BaseException:
         await store.close()
         raise
-    service = StoryService(config, store, engine, RateLimiter(), ChannelOrder())
+    service = StoryService(config, store, engine, admission, ChannelOrder())
     return Services(store, engine, service)
 
 

@@ -8,6 +8,7 @@ in :class:`Secret`, whose repr and str are masked so it cannot reach a log by ac
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -102,6 +103,9 @@ class GenerationConfig:
     no_repeat_ngram_range: int = 512
     max_new_tokens: int = 120
     user_rate: int = 5
+    channel_rate: int = 20  # parts per channel per minute
+    cooldown_s: int = 0  # seconds a channel rests after each part
+    max_turns: int = 0  # turns a story may have (0: no limit)
     quality_guard: bool = True
     explanations: bool = True  # note how sure the model was of each token, for /story explain
 
@@ -121,6 +125,16 @@ class CapsConfig:
 
 
 @dataclass(frozen=True)
+class ModerationConfig:
+    """What the host forbids everywhere, and where admission counts are kept."""
+
+    banned_words: tuple[str, ...] = ()  # words and phrases no server may have written
+    # Where rate-limit windows live: "memory://" (this process), or a Redis URI
+    # ("redis://host:6379/0") shared by several bot processes.
+    limits_storage: str = "memory://"
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration of one bot process."""
 
@@ -129,6 +143,7 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     caps: CapsConfig = field(default_factory=CapsConfig)
+    moderation: ModerationConfig = field(default_factory=ModerationConfig)
     token: Secret = field(default_factory=lambda: Secret(""))
     source: Path | None = None
 
@@ -189,6 +204,14 @@ class _Section:
             raise self._fail(key, value, "must be a list of Discord ids (positive integers)")
         return tuple(value)
 
+    def words(self, key: str) -> tuple[str, ...]:
+        value = self._raw(key, [])
+        if not isinstance(value, list) or not all(
+            isinstance(v, str) and v.strip() and len(v) <= 100 for v in value
+        ):
+            raise self._fail(key, value, "must be a list of words or phrases (1–100 characters)")
+        return tuple(v.strip() for v in value)
+
     def done(self) -> None:
         unknown = sorted(set(self._table) - self._seen)
         if unknown:
@@ -208,7 +231,7 @@ def parse_config(
     """
     home = paths.home() if home is None else home
     base = source.resolve().parent if source is not None else home
-    known = {"discord", "model", "database", "generation", "caps"}
+    known = {"discord", "model", "database", "generation", "caps", "moderation"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(
@@ -288,8 +311,20 @@ def parse_config(
         user_rate=s.integer(
             "user_rate", min(g.user_rate, caps.max_user_rate), 1, caps.max_user_rate
         ),
+        channel_rate=s.integer(
+            "channel_rate", min(g.channel_rate, caps.max_guild_rate), 1, caps.max_guild_rate
+        ),
+        cooldown_s=s.integer("cooldown_s", g.cooldown_s, 0, 3600),
+        max_turns=s.integer("max_turns", g.max_turns, 0, 10_000),
         quality_guard=s.flag("quality_guard", g.quality_guard),
         explanations=s.flag("explanations", g.explanations),
+    )
+    s.done()
+
+    s = _Section("moderation", data.get("moderation", {}))
+    moderation = ModerationConfig(
+        banned_words=s.words("banned_words"),
+        limits_storage=_limits_storage(s, "limits_storage"),
     )
     s.done()
 
@@ -299,6 +334,7 @@ def parse_config(
         database=database,
         generation=generation,
         caps=caps,
+        moderation=moderation,
         token=Secret(token.strip()),
         source=source,
     )
@@ -344,6 +380,18 @@ def _read_config(source: Path) -> str:
         ) from None
     except OSError as error:
         raise ConfigError(f"config file {source} cannot be read: {error.strerror}") from None
+
+
+def _limits_storage(section: _Section, key: str) -> str:
+    """``memory://`` or a Redis URI, checked before the bot starts."""
+    value = section.text(key, ModerationConfig.limits_storage)
+    if value != "memory://" and not re.match(r"^(redis|rediss|redis\+unix)://", value):
+        raise section._fail(
+            key,
+            "<redacted>" if "@" in value else value,
+            'must be "memory://" or a Redis URI such as "redis://localhost:6379/0"',
+        )
+    return value
 
 
 def _model_name(name: str, base: Path) -> str:

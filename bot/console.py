@@ -27,6 +27,10 @@ CONSOLE_ACTOR = Actor(guild_id=1, channel_id=1, user_id=1, is_moderator=True, na
 WHO = {"opening": "opening", "member": "you", "model": "model"}
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
+SETTINGS_USAGE = (
+    "Usage: /settings show | set <key> <value> [channel] | reset <key> [channel]"
+    " | banned add|remove|list [words] | history [key]"
+)
 HELP = f"""Commands:
   /write [mode=<mode>] <prompt>         start a new story (modes: {", ".join(MODES)})
   /continue [text]                      add your line (optional) and let the model write on
@@ -44,6 +48,10 @@ HELP = f"""Commands:
   /settings show                        the settings in force and where they come from
   /settings set <key> <value> [channel] change a setting for the server (or this channel)
   /settings reset <key> [channel]       go back to the default
+  /settings banned add|remove <words>   ban words and phrases (commas between), or allow them
+  /settings banned list                 the banned words
+  /settings history [key]               who changed what, newest first
+  /stats [hour|day]                     parts written and refused lately
   /help                                 this text
   /quit                                 leave (the story stays in the database)"""
 
@@ -79,6 +87,7 @@ class Console:
             "/end": self.end,
             "/export": self.export,
             "/settings": self.settings,
+            "/stats": self.stats,
             "/help": self.help,
         }
 
@@ -228,15 +237,38 @@ class Console:
             view = await self.service.settings(self.actor)
             for key, spec in view.specs.items():
                 value, origin = view.resolved.values[key], view.resolved.origins[key]
-                self.say(f"  {key} = {value:g} ({origin})  {spec.range_text()}")
+                self.say(f"  {key} = {spec.show(value)} ({origin})  {spec.range_text()}")
+            self.say(f"  banned words: {', '.join(view.banned) or 'none'}")
         elif action == "set" and len(args) == 2:
             change = await self.service.set_setting(self.actor, args[0], args[1], scope)
-            self.say(f"{change.key} ({scope}) = {change.new:g}")
+            self.say(f"{change.key} ({scope}) = {change.spec.show(change.new)}")
         elif action == "reset" and len(args) == 1:
             change = await self.service.set_setting(self.actor, args[0], None, scope)
-            self.say(f"{change.key} ({scope}) reset; now {change.effective:g}")
+            self.say(f"{change.key} ({scope}) reset; now {change.spec.show(change.effective)}")
+        elif action == "banned" and args and args[0] in ("add", "remove") and len(args) > 1:
+            move = self.service.ban if args[0] == "add" else self.service.unban
+            change = await move(self.actor, " ".join(args[1:]))
+            self.say(f"banned words: {', '.join(change.banned) or 'none'}")
+        elif action == "banned" and args == ["list"]:
+            view = await self.service.settings(self.actor)
+            self.say(f"banned words: {', '.join(view.banned) or 'none'}")
+        elif action == "history" and len(args) <= 1:
+            page = await self.service.history(self.actor, args[0] if args else None)
+            for entry in page.entries:
+                self.say(
+                    f"  {entry.changed_at[:19]} {entry.key}: {entry.old_value!r} → "
+                    f"{entry.new_value!r}"
+                )
         else:
-            self.say("Usage: /settings show | set <key> <value> [channel] | reset <key> [channel]")
+            self.say(SETTINGS_USAGE)
+
+    async def stats(self, rest: str) -> None:
+        stats = await self.service.stats(self.actor, rest or "hour")
+        refused = ", ".join(f"{reason} {n}" for reason, n in stats.refusals.items()) or "none"
+        self.say(
+            f"last {stats.period}: {stats.written} of {stats.requests} requests written, "
+            f"{stats.tokens} tokens; refused: {refused}"
+        )
 
     def _show(self, written: Written) -> None:
         if written.archived:

@@ -88,6 +88,20 @@ class AuditEntry:
     changed_at: str
 
 
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request to write a part, for a server's statistics."""
+
+    guild_id: int
+    channel_id: int
+    user_id: int
+    at: float  # Unix time
+    outcome: str  # "written", or the reason it was refused
+    tokens: int = 0
+    wait_ms: int | None = None
+    write_ms: int | None = None
+
+
 def migrations() -> list[tuple[int, str, str]]:
     """``(version, name, sql)`` for every migration file, in order."""
     found = []
@@ -522,18 +536,31 @@ class Store:
                     " updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
                     (guild_id, channel_id, key, new, changed_by),
                 )
-            await db.execute(
-                "INSERT INTO settings_audit (guild_id, channel_id, key, old_value, new_value, changed_by)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (guild_id, channel_id, key, old, new, changed_by),
-            )
+            await _audit(
+                db, guild_id, channel_id, key,
+                None if old is None else json.loads(old), value, changed_by,
+            )  # fmt: skip
         return None if old is None else json.loads(old)
 
-    async def audit(self, guild_id: int, limit: int = 20) -> list[AuditEntry]:
-        """The newest settings changes of a server, newest first."""
+    async def channel_overrides(self, guild_id: int, key: str) -> dict[int, Any]:
+        """Every channel of the server that sets ``key`` itself, and its value."""
         rows = await self._read(
-            "SELECT * FROM settings_audit WHERE guild_id = ? ORDER BY id DESC LIMIT ?",
-            (guild_id, limit),
+            "SELECT channel_id, value FROM settings WHERE guild_id = ? AND key = ?"
+            " AND channel_id != ? ORDER BY channel_id",
+            (guild_id, key, SERVER_WIDE),
+        )
+        return {r["channel_id"]: json.loads(r["value"]) for r in rows}
+
+    async def audit(
+        self, guild_id: int, limit: int = 20, key: str | None = None, offset: int = 0
+    ) -> list[AuditEntry]:
+        """A server's settings changes (of ``key`` only, if given), newest first."""
+        where, args = ("guild_id = ?", [guild_id])
+        if key is not None:
+            where, args = (where + " AND key = ?", [*args, key])
+        rows = await self._read(
+            f"SELECT * FROM settings_audit WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?",
+            (*args, limit, offset),
         )
         return [
             AuditEntry(
@@ -547,6 +574,97 @@ class Store:
             )
             for r in rows
         ]
+
+    async def audit_count(self, guild_id: int, key: str | None = None) -> int:
+        where, args = ("guild_id = ?", [guild_id])
+        if key is not None:
+            where, args = (where + " AND key = ?", [*args, key])
+        rows = await self._read(f"SELECT count(*) FROM settings_audit WHERE {where}", tuple(args))
+        return rows[0][0]
+
+    # -- banned words --------------------------------------------------------------------------
+
+    async def banned_words(self, guild_id: int) -> list[str]:
+        """The server's banned words and phrases, as they were added, in the order added."""
+        rows = await self._read(
+            "SELECT word FROM banned_words WHERE guild_id = ? ORDER BY added_at, word", (guild_id,)
+        )
+        return [r["word"] for r in rows]
+
+    async def ban_word(self, guild_id: int, word: str, folded: str, by: int) -> bool:
+        """Add a banned word (audited); False when it (or a look-alike) is already banned."""
+        async with self._write() as db:
+            cursor = await db.execute(
+                "INSERT OR IGNORE INTO banned_words (guild_id, word, folded, added_by)"
+                " VALUES (?, ?, ?, ?)",
+                (guild_id, word, folded, by),
+            )
+            if not cursor.rowcount:
+                return False
+            await _audit(db, guild_id, SERVER_WIDE, "banned_words", None, word, by)
+        return True
+
+    async def unban_word(self, guild_id: int, folded: str, by: int) -> str | None:
+        """Remove a banned word (audited); the word as it was added, or None if not banned."""
+        async with self._write() as db:
+            row = await _one(
+                db,
+                "SELECT word FROM banned_words WHERE guild_id = ? AND folded = ?",
+                (guild_id, folded),
+            )
+            if row is None:
+                return None
+            await db.execute(
+                "DELETE FROM banned_words WHERE guild_id = ? AND folded = ?", (guild_id, folded)
+            )
+            await _audit(db, guild_id, SERVER_WIDE, "banned_words", row["word"], None, by)
+        return row["word"]
+
+    # -- requests, for /stats ------------------------------------------------------------------
+
+    async def record_request(self, request: RequestRecord) -> None:
+        """Note one request to write a part: written, or refused and why."""
+        async with self._write() as db:
+            await db.execute(
+                "INSERT INTO requests (guild_id, channel_id, user_id, at, outcome, tokens,"
+                " wait_ms, write_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    request.guild_id, request.channel_id, request.user_id, request.at,
+                    request.outcome, request.tokens, request.wait_ms, request.write_ms,
+                ),
+            )  # fmt: skip
+
+    async def requests_since(self, guild_id: int, since: float) -> list[RequestRecord]:
+        rows = await self._read(
+            "SELECT * FROM requests WHERE guild_id = ? AND at >= ? ORDER BY at",
+            (guild_id, since),
+        )
+        return [
+            RequestRecord(
+                r["guild_id"], r["channel_id"], r["user_id"], r["at"], r["outcome"],
+                r["tokens"], r["wait_ms"], r["write_ms"],
+            )
+            for r in rows
+        ]  # fmt: skip
+
+    async def forget_requests(self, before: float) -> int:
+        """Drop request records older than ``before``; how many went."""
+        async with self._write() as db:
+            cursor = await db.execute("DELETE FROM requests WHERE at < ?", (before,))
+            return cursor.rowcount
+
+
+async def _audit(
+    db: aiosqlite.Connection, guild_id: int, channel_id: int, key: str, old: Any, new: Any, by: int
+) -> None:
+    await db.execute(
+        "INSERT INTO settings_audit (guild_id, channel_id, key, old_value, new_value, changed_by)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            guild_id, channel_id, key,
+            None if old is None else json.dumps(old), None if new is None else json.dumps(new), by,
+        ),
+    )  # fmt: skip
 
 
 async def _archive_active(db: aiosqlite.Connection, channel_id: int) -> aiosqlite.Row | None:

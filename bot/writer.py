@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bot.banned import BannedWords, MaskedProgress
 from bot.config import Config
 from bot.engine.types import GenerationRequest, GenerationResult, SamplingParams
 from bot.explain import TokenNote, kept_notes, longest_copy
@@ -32,6 +33,9 @@ class Progress(Protocol):
 
     def restart(self) -> object:
         """Forget what was shown: the part is being written again."""
+
+    def waiting(self, ahead: int, eta_s: float) -> object:
+        """The request waits behind ``ahead`` others, for about ``eta_s`` seconds."""
 
 
 class Engine(Protocol):
@@ -56,6 +60,7 @@ class Part:
     text: str
     record: dict[str, Any]
     notes: list[TokenNote]
+    queued_s: float = 0.0  # time spent waiting for the engine, over every attempt
 
 
 async def write_part(
@@ -68,11 +73,16 @@ async def write_part(
     settings: Resolved,
     deadline: float,
     on_progress: Progress | None = None,
+    banned: BannedWords | None = None,
 ) -> Part:
     """The model's next part of ``story`` (text to show and store) and the record to keep with it.
 
     ``deadline`` is on ``clock``; ``on_progress`` receives each new piece of raw text as the model
     writes it, and a restart when the guard has the part written again.
+
+    ``banned`` words are kept out three ways: their usual token sequences are banned while
+    sampling, the live preview is masked, and a part that still holds one is written once more,
+    then masked.
     """
     host = config.generation
     # The model's window, capped so that re-reading a long story stays quick on a CPU.
@@ -82,11 +92,11 @@ async def write_part(
     params = SamplingParams(
         temperature=float(settings["temperature"]),
         top_p=float(settings["top_p"]),
-        top_k=host.top_k,
+        top_k=int(settings["top_k"]),
         repetition_penalty=float(settings["repetition_penalty"]),
         repetition_range=host.repetition_range,
         repetition_slope=host.repetition_slope,
-        no_repeat_ngram_size=host.no_repeat_ngram_size,
+        no_repeat_ngram_size=int(settings["no_repeat_ngram_size"]),
         no_repeat_ngram_range=host.no_repeat_ngram_range,
         max_new_tokens=max_new,
         min_new_tokens=min(8, max_new),
@@ -95,8 +105,15 @@ async def write_part(
     context = build_context(
         engine.tokenizer, framing, turns, window - max_new, story.memory, story.note
     )
-    attempt = _Attempt(context, mode, framing, deadline, on_progress, host.explanations)
+    banned = banned or None
+    if banned is not None and on_progress is not None:
+        on_progress = MaskedProgress(banned, on_progress)
+    attempt = _Attempt(
+        context, mode, framing, deadline, on_progress, host.explanations,
+        banned.token_sequences(engine.tokenizer) if banned else (),
+    )  # fmt: skip
     result, cleaned, problems = await _attempt(engine, clock, attempt, params)
+    queued = result.queued_s
     guard: dict[str, object] = {"problems": list(problems)}
     if problems and host.quality_guard and result.finish_reason != "interrupted":
         # Degenerate: write it once more with steadier sampling, before anyone sees it.
@@ -104,11 +121,23 @@ async def write_part(
         if on_progress is not None:
             on_progress.restart()
         retry = await _attempt(engine, clock, attempt, steadier)
+        queued += retry[0].queued_s
         guard["retry_problems"] = list(retry[2])
         guard["kept"] = "retry" if len(retry[2]) < len(problems) else "first"
         if guard["kept"] == "retry":
             (result, cleaned, problems), params = retry, steadier
         log.info("quality guard: %s, then %s", guard["problems"], guard["retry_problems"])
+    if banned is not None and banned.find(cleaned.text):
+        # Spelled some way the token bans did not cover: once more, then masked.
+        guard["banned"] = "written again"
+        if on_progress is not None:
+            on_progress.restart()
+        again = await _attempt(engine, clock, attempt, dataclasses.replace(params, seed=None))
+        queued += again[0].queued_s
+        result, cleaned, problems = again
+        if banned.find(cleaned.text):
+            guard["banned"] = "masked"
+            cleaned = dataclasses.replace(cleaned, text=banned.mask(cleaned.text))
     text = cleaned.text or "…"
     copied_at, copied = longest_copy(result.token_ids, context.ids)
     # The settings it was written with (those a moderator or host can choose), then what happened.
@@ -127,7 +156,9 @@ async def write_part(
         "copied_text": engine.tokenizer.decode(result.token_ids[copied_at : copied_at + copied]),
     }
     notes = kept_notes(token_notes(engine.tokenizer, result), result.text, cleaned.text)
-    return Part(text, record, notes)
+    if banned is not None:
+        notes = [] if guard.get("banned") == "masked" else _unbanned(notes, banned)
+    return Part(text, record, notes, queued)
 
 
 def token_notes(tokenizer, result: GenerationResult) -> list[TokenNote]:
@@ -145,6 +176,17 @@ def token_notes(tokenizer, result: GenerationResult) -> list[TokenNote]:
     return notes
 
 
+def _unbanned(notes: list[TokenNote], banned: BannedWords) -> list[TokenNote]:
+    """Notes without the banned words the model almost wrote (explanations show alternatives)."""
+    return [
+        dataclasses.replace(
+            note,
+            alternatives=tuple(a for a in note.alternatives if not banned.find(a[0])),
+        )
+        for note in notes
+    ]
+
+
 async def _attempt(
     engine: Engine, clock: Callable[[], float], attempt: _Attempt, params: SamplingParams
 ) -> tuple[GenerationResult, Cleaned, tuple[str, ...]]:
@@ -155,6 +197,7 @@ async def _attempt(
         params,
         deadline=time.monotonic() + max(0.0, remaining),
         explain=attempt.explain,
+        banned_ids=attempt.banned_ids,
     )
     result = await engine.generate(request, attempt.on_progress)
     finished = result.finish_reason not in ("length", "interrupted")
@@ -173,6 +216,7 @@ class _Attempt:
     deadline: float
     on_progress: Progress | None
     explain: bool
+    banned_ids: tuple[tuple[int, ...], ...] = ()
 
 
 def _steadier(params: SamplingParams) -> SamplingParams:

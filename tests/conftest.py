@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import os
 import tempfile
+import types
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -13,6 +14,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["STORYBOT_HOME"] = tempfile.mkdtemp(prefix="storybot-home-")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import limits.aio.storage.memory
 import pytest
 import torch
 
@@ -20,7 +22,7 @@ from bench.real_model import prepare
 from bot.config import Config, DatabaseConfig, GenerationConfig, ModelConfig
 from bot.engine import LocalEngine
 from bot.engine.loader import LoadedModel, load_model
-from bot.limits import ChannelOrder, RateLimiter
+from bot.limits import Admission, ChannelOrder
 from bot.service import StoryService
 from bot.store import Store
 from tests.tinymodel import build_model
@@ -103,12 +105,16 @@ async def store(config):
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock(monkeypatch) -> FakeClock:
+    """A fake clock; the rate-limit windows (which read wall-clock time) read it too."""
+    clock = FakeClock()
+    monkeypatch.setattr(limits.aio.storage.memory, "time", types.SimpleNamespace(time=clock))
+    return clock
 
 
 @pytest.fixture
 def service(config, store, engine, clock) -> StoryService:
     return StoryService(
-        config, store, engine, RateLimiter(clock=clock), ChannelOrder(), clock=clock
-    )
+        config, store, engine, Admission(clock=clock), ChannelOrder(), clock=clock,
+        wall_clock=clock,
+    )  # fmt: skip

@@ -71,7 +71,10 @@ class FakeResponse:
 
     async def send_message(self, content: str | None = None, *, ephemeral: bool = False, **kw):
         self._respond()
-        self._interaction.sent.append(("respond", {"content": content, "ephemeral": ephemeral}))
+        sent = {"content": content, "ephemeral": ephemeral}
+        if kw.get("embed") is not None:
+            sent["embed"] = kw["embed"].to_dict()
+        self._interaction.sent.append(("respond", sent))
 
 
 class FakeFollowup:
@@ -236,7 +239,7 @@ async def story_turns(bot):
 
 def test_commands_are_registered_as_discord_will_see_them(bot):
     names = {c.name for c in bot.tree.get_commands()}
-    assert names == {"write", "continue", "story", "settings"}
+    assert names == {"write", "continue", "story", "settings", "stats"}
 
     write = command(bot, "write").to_dict(bot.tree)
     assert write["description"]
@@ -269,7 +272,17 @@ def test_commands_are_registered_as_discord_will_see_them(bot):
     payload = settings.to_dict(bot.tree)
     assert payload["default_member_permissions"] == discord.Permissions(manage_guild=True).value
     assert payload["dm_permission"] is False
-    assert {o["name"] for o in payload["options"]} == {"show", "set", "reset"}
+    assert {o["name"] for o in payload["options"]} == {"show", "set", "reset", "banned", "history"}
+    banned = next(o for o in payload["options"] if o["name"] == "banned")
+    assert {o["name"] for o in banned["options"]} == {"add", "remove", "list"}
+    set_ = next(o for o in payload["options"] if o["name"] == "set")
+    assert {o["name"]: o.get("autocomplete", False) for o in set_["options"]} == {
+        "key": True, "value": True, "scope": False, "channel": False,
+    }  # fmt: skip
+
+    stats = command(bot, "stats")
+    assert stats.guild_only
+    assert stats.default_permissions == discord.Permissions(manage_guild=True)
 
 
 def test_moderators_are_managers_or_holders_of_a_configured_role(bot, reader, manager, story_mod):
@@ -463,11 +476,20 @@ async def test_settings_show_and_reset(bot, manager):
 
     [(kind, message)] = shown.sent
     assert kind == "respond" and message["ephemeral"]
-    assert "`temperature` = **0.25** (server)" in message["content"]
-    assert "`top_p` = **0.95** (host)" in message["content"]
-    assert "`user_rate` = **5** (host)" in message["content"]
+    fields = {f["name"]: f["value"] for f in message["embed"]["fields"]}
+    assert list(fields) == ["Writing", "Pace", "Access", "Banned words"]
+    assert "`temperature` **0.25** · server" in fields["Writing"]
+    assert "`top_p` **0.95** · host default" in fields["Writing"]
+    assert "`user_rate` **5** · host default" in fields["Pace"]
+    assert "`write_roles` **everyone** · host default" in fields["Access"]
     assert reset.sent == [
-        ("respond", {"content": "`temperature` reset; it is now **0.9**.", "ephemeral": True})
+        (
+            "respond",
+            {
+                "content": "`temperature` reset for this server; it is now **0.9**.",
+                "ephemeral": True,
+            },
+        )
     ]
     assert await bot.services.store.settings(GUILD_ID, CHANNEL_ID) == ({}, {})
 
@@ -520,6 +542,7 @@ async def test_the_real_setup_hook_opens_services_and_close_closes_them(config, 
             "continue",
             "story",
             "settings",
+            "stats",
         }
         store = bot.services.store
         interaction = FakeInteraction(bot, reader)

@@ -199,3 +199,26 @@ async def test_every_steering_move_works_in_the_console(service, tmp_path):
     assert "resumed 'A fox found a key.'" in printed
     assert "Usage: /alt N  (which version of the newest part)" in printed
     assert not [line for line in printed if line.startswith("! ")]
+
+
+async def test_banned_words_history_and_stats_from_the_console(service):
+    output = await run(
+        service,
+        "/settings banned add grue, dark lord",
+        "/write The grue waited",
+        "/write The keeper waited",
+        "/settings banned remove dark lord",
+        "/settings banned list",
+        "/settings history banned_words",
+        "/stats",
+    )
+
+    printed = output.splitlines()
+    assert "banned words: grue, dark lord" in printed
+    assert any(line.startswith("! Your prompt contains “grue”") for line in printed)
+    assert "banned words: grue" in printed
+    history = [line for line in printed if "banned_words:" in line]
+    assert len(history) == 3 and "'dark lord' → None" in history[0]
+    stats = next(p for p in printed if p.startswith("last hour"))
+    assert stats.startswith("last hour: 1 of 2 requests written")
+    assert stats.endswith("refused: banned word 1")

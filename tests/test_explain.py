@@ -20,7 +20,7 @@ from bot.explain import (
     sections,
     unpack,
 )
-from bot.limits import ChannelOrder, RateLimiter
+from bot.limits import Admission, ChannelOrder
 from bot.picture import WIDTH_PX, confidence_png, layout
 from bot.service import Actor, StoryService
 
@@ -170,7 +170,7 @@ async def test_with_explanations_off_no_notes_are_kept_and_asking_says_why(
     off = dataclasses.replace(
         config, generation=dataclasses.replace(config.generation, explanations=False)
     )
-    service = StoryService(off, store, engine, RateLimiter(clock=clock), ChannelOrder(), clock)
+    service = StoryService(off, store, engine, Admission(clock=clock), ChannelOrder(), clock)
     written = await service.write(HERE, "Quietly")
 
     assert await store.turn_notes(written.model_turn.id) is None

@@ -1,4 +1,4 @@
-"""Admission: sliding-window rate limits on a fake clock, and first-come order per channel."""
+"""Admission: moving-window rate limits on a fake clock, and first-come order per channel."""
 
 from __future__ import annotations
 
@@ -6,153 +6,178 @@ import asyncio
 
 import pytest
 
-from bot.errors import RateLimited, StoryBusy
-from bot.limits import ChannelOrder, RateLimiter
+from bot.errors import LimitsUnavailable, RateLimited, StoryBusy
+from bot.limits import Admission, ChannelOrder, Limit
 
 
-def user(n: int, per_minute: int = 3) -> dict:
-    return {"user": (("user", 1, n), per_minute)}
+def user(n: int, per_minute: int = 3) -> list[Limit]:
+    return [Limit.per_minute("user", ("user", 1, n), per_minute)]
 
 
-def both(n: int, user_rate: int, guild_rate: int, guild: int = 1) -> dict:
-    return {"user": (("user", guild, n), user_rate), "server": (("guild", guild), guild_rate)}
+def both(n: int, user_rate: int, guild_rate: int, guild: int = 1) -> list[Limit]:
+    return [
+        Limit.per_minute("user", ("user", guild, n), user_rate),
+        Limit.per_minute("server", ("server", guild), guild_rate),
+    ]
 
 
-# -- RateLimiter ---------------------------------------------------------------------------------
+async def part(admission: Admission, limits: list[Limit]) -> None:
+    """A part asked for and written at once."""
+    ticket = await admission.admit(limits)
+    await ticket.spend()
 
 
-def test_n_per_minute_are_allowed_and_the_next_is_refused_with_the_real_wait(clock):
-    limiter = RateLimiter(clock=clock)
-    limiter.admit(user(1))  # t = 0
+# -- Admission -----------------------------------------------------------------------------------
+
+
+async def test_n_per_minute_are_allowed_and_the_next_is_refused_with_the_real_wait(clock):
+    admission = Admission(clock=clock)
+    await part(admission, user(1))  # t = 0
     clock.advance(10)
-    limiter.admit(user(1))  # t = 10
+    await part(admission, user(1))  # t = 10
     clock.advance(15)
-    limiter.admit(user(1))  # t = 25
+    await part(admission, user(1))  # t = 25
 
     with pytest.raises(RateLimited) as caught:
-        limiter.admit(user(1))
+        await admission.admit(user(1))
 
     refusal = caught.value
-    assert refusal.scope == "user" and refusal.limit == 3
+    assert refusal.scope == "user" and refusal.limit == 3 and refusal.reason == "user rate"
     assert refusal.retry_after == pytest.approx(35.0)  # the first slot frees at t = 60
-    assert "limit of 3 generations a minute" in refusal.user_message
+    assert "limit of 3 parts a minute" in refusal.user_message
     assert "Try again in 35 seconds" in refusal.user_message
 
 
-def test_the_window_slides(clock):
-    limiter = RateLimiter(clock=clock)
+async def test_the_window_moves(clock):
+    admission = Admission(clock=clock)
     for _ in range(2):
-        limiter.admit(user(1, per_minute=2))
-        clock.advance(20)  # hits at t = 0 and t = 20; now t = 40
+        await part(admission, user(1, per_minute=2))
+        clock.advance(20)  # parts at t = 0 and t = 20; now t = 40
 
     clock.advance(19.5)  # t = 59.5: both still inside the minute
     with pytest.raises(RateLimited) as caught:
-        limiter.admit(user(1, per_minute=2))
+        await admission.admit(user(1, per_minute=2))
     assert caught.value.retry_after == pytest.approx(0.5)
     assert "Try again in 1 second." in caught.value.user_message  # never "0 seconds"
 
-    clock.advance(0.5)  # t = 60: the first hit has left the window
-    limiter.admit(user(1, per_minute=2))
-    with pytest.raises(RateLimited) as caught:  # the t = 20 hit is still in it
-        limiter.admit(user(1, per_minute=2))
-    assert caught.value.retry_after == pytest.approx(20.0)
+    clock.advance(0.75)  # the first part has left the window
+    await part(admission, user(1, per_minute=2))
+    with pytest.raises(RateLimited) as caught:  # the t = 20 part is still in it
+        await admission.admit(user(1, per_minute=2))
+    assert caught.value.retry_after == pytest.approx(19.75)
 
 
-def test_a_refusal_records_nothing(clock):
-    limiter = RateLimiter(clock=clock)
-    limiter.admit(user(1, per_minute=1))
+async def test_parts_being_written_hold_their_places(clock):
+    admission = Admission(clock=clock)
+    writing = [await admission.admit(user(1, per_minute=2)) for _ in range(2)]
+
+    with pytest.raises(RateLimited) as caught:  # nothing recorded yet, but both places are held
+        await admission.admit(user(1, per_minute=2))
+    assert caught.value.retry_after == pytest.approx(60.0)
+
+    clock.advance(30)
+    for ticket in writing:
+        await ticket.spend()  # recorded now, at t = 30
+    clock.advance(59)
+    with pytest.raises(RateLimited):
+        await admission.admit(user(1, per_minute=2))
+    clock.advance(2)
+    await part(admission, user(1, per_minute=2))
+
+
+async def test_a_refusal_records_nothing(clock):
+    admission = Admission(clock=clock)
+    await part(admission, user(1, per_minute=1))
     for _ in range(5):  # hammering while refused must not push the wait further out
         clock.advance(10)
         with pytest.raises(RateLimited):
-            limiter.admit(user(1, per_minute=1))
+            await admission.admit(user(1, per_minute=1))
 
-    clock.advance(10)  # t = 60
-    limiter.admit(user(1, per_minute=1))
+    clock.advance(10.5)  # past t = 60
+    await part(admission, user(1, per_minute=1))
 
 
-def test_a_refusal_by_one_scope_charges_no_other_scope(clock):
-    limiter = RateLimiter(clock=clock)
-    limiter.admit(both(1, user_rate=1, guild_rate=10))
+async def test_a_refusal_by_one_scope_charges_no_other_scope(clock):
+    admission = Admission(clock=clock)
+    await part(admission, both(1, user_rate=1, guild_rate=10))
 
     for _ in range(3):
         with pytest.raises(RateLimited) as caught:
-            limiter.admit(both(1, user_rate=1, guild_rate=10))
+            await admission.admit(both(1, user_rate=1, guild_rate=10))
         assert caught.value.scope == "user"
 
-    for n in range(2, 11):  # the guild still has its nine other slots
-        limiter.admit(both(n, user_rate=1, guild_rate=10))
+    for n in range(2, 11):  # the server still has its nine other slots
+        await part(admission, both(n, user_rate=1, guild_rate=10))
     with pytest.raises(RateLimited) as caught:
-        limiter.admit(both(11, user_rate=1, guild_rate=10))
+        await admission.admit(both(11, user_rate=1, guild_rate=10))
     assert caught.value.scope == "server"
     assert caught.value.user_message.startswith("This server has reached the limit of 10")
 
 
-def test_refund_gives_the_slot_back(clock):
-    limiter = RateLimiter(clock=clock)
-    limiter.admit(both(1, user_rate=2, guild_rate=2))
-    ticket = limiter.admit(both(1, user_rate=2, guild_rate=2))
+async def test_refund_gives_the_place_back_and_records_nothing(clock):
+    admission = Admission(clock=clock)
+    await part(admission, both(1, user_rate=2, guild_rate=2))
+    ticket = await admission.admit(both(1, user_rate=2, guild_rate=2))
     with pytest.raises(RateLimited):
-        limiter.admit(both(1, user_rate=2, guild_rate=2))
+        await admission.admit(both(1, user_rate=2, guild_rate=2))
 
     ticket.refund()
+    ticket.refund()  # twice is once
+    await ticket.spend()  # and a refunded ticket records nothing later
 
-    limiter.admit(both(1, user_rate=2, guild_rate=2))  # both scopes have the slot again
+    await part(admission, both(1, user_rate=2, guild_rate=2))  # both scopes have it again
     with pytest.raises(RateLimited):
-        limiter.admit(both(1, user_rate=2, guild_rate=2))
+        await admission.admit(both(1, user_rate=2, guild_rate=2))
 
 
-def test_refund_after_the_window_has_moved_on_is_harmless(clock):
-    limiter = RateLimiter(clock=clock)
-    ticket = limiter.admit(user(1, per_minute=1))
-    clock.advance(61)
-    limiter.admit(user(1, per_minute=1))
+async def test_users_and_servers_are_counted_apart(clock):
+    admission = Admission(clock=clock)
+    await part(admission, both(1, user_rate=1, guild_rate=5, guild=1))
 
-    ticket.refund()  # its hit already left the window; the new one must stay counted
-
+    await part(admission, both(2, user_rate=1, guild_rate=5, guild=1))  # another member
+    await part(admission, both(1, user_rate=1, guild_rate=5, guild=2))  # another server
     with pytest.raises(RateLimited):
-        limiter.admit(user(1, per_minute=1))
+        await admission.admit(both(1, user_rate=1, guild_rate=5, guild=1))
 
 
-def test_users_and_servers_are_counted_apart(clock):
-    limiter = RateLimiter(clock=clock)
-    limiter.admit(both(1, user_rate=1, guild_rate=5, guild=1))
-
-    limiter.admit(both(2, user_rate=1, guild_rate=5, guild=1))  # another member, same server
-    limiter.admit(both(1, user_rate=1, guild_rate=5, guild=2))  # same member, another server
-    with pytest.raises(RateLimited):
-        limiter.admit(both(1, user_rate=1, guild_rate=5, guild=1))
-
-
-def test_a_lowered_limit_counts_the_hits_already_made(clock):
-    limiter = RateLimiter(clock=clock)
-    for _ in range(4):
-        limiter.admit(user(1, per_minute=5))
-        clock.advance(5)  # hits at t = 0, 5, 10, 15; now t = 20
+async def test_a_cooldown_lets_one_part_through_per_period(clock):
+    admission = Admission(clock=clock)
+    rest = [Limit.cooldown(("cooldown", 7), 30)]
+    await part(admission, rest)
+    clock.advance(12)
 
     with pytest.raises(RateLimited) as caught:
-        limiter.admit(user(1, per_minute=2))
+        await admission.admit(rest)
+    assert caught.value.reason == "cooldown"
+    assert caught.value.user_message == (
+        "This channel rests 30 seconds after each part. Try again in 18 seconds."
+    )
+    clock.advance(18.5)
+    await part(admission, rest)
 
-    # Two slots must free up: the one at t = 10 leaves the window at t = 70.
-    assert caught.value.retry_after == pytest.approx(50.0)
+
+async def test_a_lowered_limit_counts_the_parts_already_written(clock):
+    admission = Admission(clock=clock)
+    for _ in range(4):
+        await part(admission, user(1, per_minute=5))
+        clock.advance(5)  # parts at t = 0, 5, 10, 15; now t = 20
+
+    with pytest.raises(RateLimited) as caught:
+        await admission.admit(user(1, per_minute=2))
+    assert caught.value.retry_after > 0
+
+
+async def test_an_unreachable_redis_is_a_setup_error_that_hides_the_password():
+    admission = Admission("redis://user:hunter2@127.0.0.1:1/0")
+
+    with pytest.raises(LimitsUnavailable) as caught:
+        await admission.ready()
+
+    assert "redis://***@127.0.0.1:1/0" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
 
 
 # -- ChannelOrder --------------------------------------------------------------------------------
-
-
-def test_idle_users_are_forgotten_once_many_have_come_and_gone(clock):
-    limiter = RateLimiter(clock=clock)
-    for n in range(5000):
-        limiter.admit(user(n))
-    assert len(limiter._hits) == 5000  # all within the window: all remembered
-    clock.advance(61)
-    for n in range(5000):
-        limiter.admit(user(10_000 + n))
-    assert len(limiter._hits) < 5000 + 5000  # a sweep dropped users idle for a whole window
-    assert ("user", 1, 10_000) in limiter._hits and ("user", 1, 0) not in limiter._hits
-    for _ in range(2):
-        limiter.admit(user(10_000))
-    with pytest.raises(RateLimited):  # the sweep kept what the active user did
-        limiter.admit(user(10_000))
 
 
 async def test_one_writer_per_channel_in_arrival_order():
@@ -282,3 +307,28 @@ async def test_waiting_too_long_for_a_turn_is_refused_as_busy_and_leaves_the_lin
 async def _enter(order: ChannelOrder, channel: int) -> None:
     async with order.turn(channel):
         pass
+
+
+async def test_waiters_hear_how_many_are_ahead_as_the_line_moves():
+    order = ChannelOrder()
+    heard: dict[int, list[int]] = {1: [], 2: [], 3: []}
+    release = {n: asyncio.Event() for n in range(4)}
+
+    async def writer(n: int) -> None:
+        async with order.turn(7, on_wait=heard[n].append if n else None):
+            await release[n].wait()
+
+    tasks = []
+    for n in range(4):
+        tasks.append(asyncio.create_task(writer(n)))
+        await asyncio.sleep(0)
+    assert heard == {1: [1], 2: [2], 3: [3]}
+
+    release[0].set()
+    await asyncio.sleep(0)
+    assert heard == {1: [1], 2: [2, 1], 3: [3, 2]}  # the one now writing hears nothing more
+
+    for n in (1, 2, 3):
+        release[n].set()
+    await asyncio.gather(*tasks)
+    assert heard == {1: [1], 2: [2, 1], 3: [3, 2, 1]}

@@ -19,7 +19,7 @@ from bot.errors import (
     StoryBusy,
     TextTooLong,
 )
-from bot.limits import ChannelOrder, RateLimiter
+from bot.limits import Admission, ChannelOrder
 from bot.service import Actor, StoryService
 from bot.story import MODES, TURN_SEPARATOR, encode_open, story_text
 
@@ -52,7 +52,7 @@ async def story_turns(service: StoryService, channel: int = CHANNEL, include_del
 async def in_line(service: StoryService, channel: int, count: int) -> None:
     """Wait until ``count`` requests hold or wait for the channel's turn."""
     async with asyncio.timeout(10):
-        while service.order._waiting[channel] < count:
+        while service.order.waiting(channel) < count:
             await asyncio.sleep(0.01)
 
 
@@ -248,7 +248,7 @@ async def test_a_member_gets_user_rate_generations_a_minute(service, clock):
 
     assert caught.value.scope == "user"
     assert caught.value.retry_after == pytest.approx(15.0)
-    assert "You have reached the limit of 5 generations a minute" in caught.value.user_message
+    assert "You have reached the limit of 5 parts a minute" in caught.value.user_message
     assert "Try again in 15 seconds" in caught.value.user_message
     assert await story_turns(service, include_deleted=True) == before  # nothing written
     with pytest.raises(RateLimited):
@@ -319,7 +319,7 @@ async def test_another_channel_is_served_while_one_channel_waits(service):
 
 async def test_a_full_line_is_refused_as_busy_and_costs_nothing(config, store, engine, clock):
     service = StoryService(
-        config, store, engine, RateLimiter(clock=clock), ChannelOrder(max_waiting=1), clock=clock
+        config, store, engine, Admission(clock=clock), ChannelOrder(max_waiting=1), clock=clock
     )
     await service.write(member(1), "Start")
 
@@ -565,6 +565,9 @@ class Preview(list):
     def restart(self) -> None:
         self.append("<restart>")
 
+    def waiting(self, ahead: int, eta_s: float) -> None:
+        self.append(f"<{ahead} ahead>")
+
 
 JUNK = "1. 2017-08-31 6:45:39 ## 3) 44 -- 5. 12:00 ** 6) 7/8 9.10 11!"
 FLUENT = "She opened the bottle and read the letter twice before she understood it."
@@ -627,7 +630,7 @@ async def test_with_the_guard_off_a_degenerate_part_is_kept_and_its_problems_rec
 
 async def test_the_context_cap_bounds_what_the_model_reads(config, store, engine, clock):
     capped = dataclasses.replace(config, model=dataclasses.replace(config.model, context_tokens=96))
-    service = StoryService(capped, store, engine, RateLimiter(clock=clock), clock=clock)
+    service = StoryService(capped, store, engine, Admission(clock=clock), clock=clock)
     await service.write(member(1), "The long story begins here. " * 40)
     for n in range(3):
         written = await service.continue_(member(2), f"Line {n} of a story that keeps growing.")

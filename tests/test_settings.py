@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bot.config import CapsConfig, GenerationConfig
 from bot.errors import InvalidSetting
-from bot.settings import resolve, setting_specs
+from bot.settings import resolve, setting_specs, settings_table
 from bot.story import MODES
 
 SPECS = setting_specs(CapsConfig())
@@ -17,13 +19,14 @@ def test_every_moderator_setting_is_bounded_by_the_caps():
     caps = CapsConfig(max_new_tokens=50, max_temperature=1.2, max_user_rate=9)
     specs = setting_specs(caps)
 
-    assert set(specs) == {
-        "temperature",
-        "top_p",
-        "max_new_tokens",
-        "repetition_penalty",
-        "user_rate",
-    }
+    assert list(specs) == [
+        "temperature", "top_p", "top_k", "repetition_penalty", "no_repeat_ngram_size",
+        "max_new_tokens", "mode", "modes",
+        "user_rate", "channel_rate", "cooldown_s", "max_turns",
+        "enabled", "write_roles", "locked", "moderator_roles",
+    ]  # fmt: skip
+    assert {s.topic for s in specs.values()} == {"Writing", "Pace", "Access"}
+    assert specs["channel_rate"].maximum == caps.max_guild_rate
     assert specs["temperature"].maximum == 1.2
     assert specs["max_new_tokens"].maximum == 50
     assert specs["user_rate"].maximum == 9
@@ -99,14 +102,15 @@ def test_resolve_layers_channel_over_server_over_mode_over_host():
         channel={"temperature": 0.2},
     )
 
-    assert resolved.values == {
+    picked = ("temperature", "top_p", "max_new_tokens", "repetition_penalty", "user_rate")
+    assert {k: resolved.values[k] for k in picked} == {
         "temperature": 0.2,
         "top_p": poem.top_p,
         "max_new_tokens": 80,
         "repetition_penalty": HOST.repetition_penalty,
         "user_rate": HOST.user_rate,
     }
-    assert resolved.origins == {
+    assert {k: resolved.origins[k] for k in picked} == {
         "temperature": "channel",
         "top_p": "mode",
         "max_new_tokens": "server",
@@ -166,3 +170,76 @@ def test_minus_zero_is_stored_as_zero():
     value = SPECS["temperature"].parse("-0")
 
     assert value == 0 and str(value) == "0.0"
+
+
+# -- kinds beyond numbers ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"), [("on", True), ("OFF", False), ("yes", True), ("0", False)]
+)
+def test_flags_take_on_and_off(raw, value):
+    assert SPECS["enabled"].parse(raw) is value
+
+
+def test_a_flag_refuses_anything_else():
+    with pytest.raises(InvalidSetting) as caught:
+        SPECS["locked"].parse("maybe")
+
+    assert caught.value.user_message == "`maybe` is not on or off; `locked` takes on or off."
+
+
+def test_modes_are_named_once_in_their_usual_order():
+    assert SPECS["mode"].parse(" Poem ") == "poem"
+    assert SPECS["modes"].parse("poem, story poem") == ["story", "poem"]
+    assert SPECS["modes"].parse("all") == list(MODES)
+    with pytest.raises(InvalidSetting) as caught:
+        SPECS["modes"].parse("story, limerick")
+    assert "`limerick` is not a writing mode" in caught.value.user_message
+    with pytest.raises(InvalidSetting):
+        SPECS["mode"].parse("story, poem")
+
+
+def test_roles_are_read_from_mentions_and_ids_and_everyone_clears_them():
+    roles = SPECS["write_roles"]
+
+    assert roles.parse("<@&444444444444444444>, 555555555555555555") == [
+        444444444444444444, 555555555555555555,
+    ]  # fmt: skip
+    assert roles.parse("everyone") == []
+    with pytest.raises(InvalidSetting) as caught:
+        roles.parse("@Writers")
+    assert "`@Writers` is not a role" in caught.value.user_message
+    assert roles.show([444444444444444444]) == "<@&444444444444444444>"
+    assert roles.show([]) == "everyone"
+
+
+def test_server_only_settings_ignore_a_channel_value():
+    resolved = resolve(
+        SPECS, HOST, MODES["story"], server={"write_roles": [1]}, channel={"write_roles": [2]}
+    )
+
+    assert resolved["write_roles"] == [1] and resolved.origins["write_roles"] == "server"
+
+
+def test_defaults_without_a_host_key_come_from_the_spec():
+    resolved = resolve(SPECS, HOST, MODES["story"], server={}, channel={})
+
+    assert resolved["enabled"] is True and resolved["locked"] is False
+    assert resolved["modes"] == list(MODES) and resolved["mode"] == "story"
+    assert resolved["max_turns"] == 0 and resolved["cooldown_s"] == 0
+    assert SPECS["max_turns"].show(0) == "0 (no limit)"
+
+
+def test_stored_modes_that_no_longer_exist_are_dropped():
+    resolved = resolve(
+        SPECS, HOST, MODES["story"], server={"modes": ["gone"], "mode": "gone"}, channel={}
+    )
+
+    assert resolved["modes"] == list(MODES) and resolved["mode"] == "story"
+
+
+def test_the_readme_documents_every_setting_as_the_specs_say():
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+
+    assert settings_table(setting_specs(CapsConfig()), GenerationConfig()) in readme

@@ -41,11 +41,14 @@ MODE_CHOICES = [
 SHOW_CHUNKS = 5
 PROGRESS_EVERY_S = 1.5
 WRITING = " ✍️"  # ends a preview of a part still being written
+WAITING = "⏳"  # begins the line shown while a request waits for its turn
 CUT_SHORT = "*(cut short: I'm restarting. It is saved; `/continue` in a minute goes on from here.)*"
 
 
 def actor_of(bot: StoryBot, interaction: discord.Interaction, reply_id: int | None = None) -> Actor:
-    """Who is asking, where, and whether they moderate this server."""
+    """Who is asking, where, whether they moderate this server, and their roles (the service
+    counts the server's moderator roles too)."""
+    roles = getattr(interaction.user, "roles", ())
     return Actor(
         guild_id=interaction.guild_id,
         channel_id=interaction.channel_id,
@@ -53,6 +56,7 @@ def actor_of(bot: StoryBot, interaction: discord.Interaction, reply_id: int | No
         is_moderator=bot.is_moderator(interaction.user),
         reply_id=reply_id,
         name=interaction.user.display_name,
+        role_ids=tuple(role.id for role in roles),
     )
 
 
@@ -382,6 +386,13 @@ class StoryCog(commands.Cog):
                 await stale.edit(view=None)
 
 
+def waiting_line(ahead: int, eta_s: float) -> str:
+    """ "2 parts ahead of yours, about 20 s"."""
+    eta = max(1, round(eta_s))
+    wait = f"about {eta} s" if eta < 90 else f"about {round(eta / 60)} min"
+    return f"{WAITING} {ahead} part{'s' if ahead != 1 else ''} ahead of yours, {wait}."
+
+
 class LiveProgress:
     """Shows the part being written by editing the deferred reply, at most every few seconds."""
 
@@ -408,6 +419,23 @@ class LiveProgress:
     def restart(self) -> None:
         """The part is being written again: the next preview starts from nothing."""
         self.text = ""
+
+    def waiting(self, ahead: int, eta_s: float) -> None:
+        """Tell the member how many parts are ahead of theirs in this channel's line."""
+        if self._stopped or not ahead:
+            return
+        line = waiting_line(ahead, eta_s)
+        before = self._edit
+
+        async def show() -> None:
+            if before is not None:
+                with contextlib.suppress(Exception):
+                    await before
+            if not self._stopped:
+                with contextlib.suppress(discord.HTTPException):
+                    await self.interaction.edit_original_response(content=line)
+
+        self._edit = asyncio.create_task(show())
 
     async def _show(self) -> None:
         preview = safe(self.prefix + self.text)[-(MESSAGE_LIMIT - len(WRITING)) :]

@@ -337,7 +337,7 @@ class LocalEngine:
             pending=pending,
             ids=prompt,
             prompt_len=len(prompt),
-            sampler=RowSampler(params, prompt, loaded.eos_id, request.explain),
+            sampler=RowSampler(params, prompt, loaded.eos_id, request.explain, request.banned_ids),
             stop=stop,
             deadline=pending.deadline,
             stream=TextStream(stop.stop_strings),

@@ -39,6 +39,25 @@ class NgramBan:
         return self._seen.get(prefix, set())
 
 
+class SequenceBan:
+    """Token sequences a row must not write: the token that would complete one is banned."""
+
+    def __init__(self, sequences: Sequence[Sequence[int]]) -> None:
+        self._ends: dict[tuple[int, ...], set[int]] = {}
+        for sequence in sequences:
+            if sequence:
+                self._ends.setdefault(tuple(sequence[:-1]), set()).add(sequence[-1])
+        self._lengths = sorted({len(prefix) for prefix in self._ends})
+
+    def banned(self, recent: Sequence[int]) -> set[int]:
+        out: set[int] = set()
+        for length in self._lengths:
+            if length <= len(recent):
+                prefix = tuple(recent[len(recent) - length :]) if length else ()
+                out |= self._ends.get(prefix, set())
+        return out
+
+
 class RowSampler:
     """The sampling state of one row: its settings, its recent tokens and its generator."""
 
@@ -48,8 +67,10 @@ class RowSampler:
         prompt_ids: Sequence[int],
         eos_id: int | None,
         explain: bool = False,
+        banned: Sequence[Sequence[int]] = (),
     ) -> None:
         self.params = params
+        self.banned_sequences = SequenceBan(banned) if banned else None
         self.eos_id = eos_id
         # How each token was chosen, noted by the chooser when the request asked for it.
         self.choices: list[TokenChoice] | None = [] if explain else None
@@ -80,6 +101,8 @@ class RowSampler:
             picked = logits[tokens]
             logits[tokens] = torch.where(picked < 0, picked * penalty, picked / penalty)
         banned = self.ngrams.banned()
+        if self.banned_sequences is not None:
+            banned = banned | self.banned_sequences.banned(self.recent)
         if banned:
             logits[torch.tensor(sorted(banned), dtype=torch.long, device=logits.device)] = float(
                 "-inf"

@@ -63,6 +63,8 @@ class GenerationRequest:
     stop_strings: tuple[str, ...] = ()
     deadline: float | None = None  # time.monotonic() value; None uses the engine's timeout
     explain: bool = False  # note how sure the model was of each token (TokenChoice)
+    # Token sequences it must not write (a server's banned words, spelled the usual ways).
+    banned_ids: tuple[tuple[int, ...], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.prompt_ids:
@@ -97,6 +99,7 @@ class EngineError(StoryError):
     """Base of the engine's errors; ``user_message`` is safe to show to people."""
 
     user_message = "The writer is having trouble right now. Please try again in a moment."
+    reason = "engine error"
 
     def __init__(self, detail: str = "") -> None:
         Exception.__init__(self, detail or self.user_message)
@@ -104,6 +107,8 @@ class EngineError(StoryError):
 
 class EngineBusy(EngineError):
     """The request queue is full."""
+
+    reason = "queue full"
 
     def __init__(self, depth: int, estimated_wait_s: float) -> None:
         self.depth = depth
@@ -122,6 +127,8 @@ class EngineBusy(EngineError):
 
 class GenerationTimeout(EngineError):
     """The request passed its deadline before it finished."""
+
+    reason = "timeout"
 
     user_message = "The writer took too long on that one and gave up. Please try again."
 

@@ -6,30 +6,38 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
+import functools
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
 
+from bot.banned import BannedWords
 from bot.config import Config
 from bot.engine.types import (
     EngineError,
 )
 from bot.errors import (
+    BannedWord,
+    ChannelOff,
     EmptyText,
     GuildOnly,
     InvalidSetting,
+    Locked,
     NoStory,
+    NotAllowed,
     NotExplainable,
     NotModerator,
     StorageError,
+    StoryError,
+    StoryFull,
     TextTooLong,
 )
 from bot.explain import Explanation, TokenNote, clip, explain, pack, unpack
-from bot.limits import ChannelOrder, RateLimiter
-from bot.settings import Resolved, SettingSpec, resolve, setting_specs
-from bot.store import SERVER_WIDE, NewTurn, PendingReply, Store, StoryGone
+from bot.limits import Admission, ChannelOrder, Limit
+from bot.settings import Resolved, resolve, setting_specs
+from bot.store import NewTurn, PendingReply, RequestRecord, Store, StoryGone
 from bot.story import (
     DEFAULT_MODE,
     MODES,
@@ -43,8 +51,9 @@ log = logging.getLogger(__name__)
 
 # A reply left open by a crash is answered only while this much of its token's life is left.
 REPLY_MARGIN_S = 10.0
-
-Scope = Literal["server", "channel"]
+# Request records (for /stats) are kept this long, and old ones dropped every so many records.
+KEEP_REQUESTS_S = 8 * 24 * 3600
+PRUNE_EVERY = 500
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,17 @@ class Actor:
     is_moderator: bool = False
     reply_id: int | None = None
     name: str | None = None  # the member's display name, kept with their lines for exports
+    role_ids: tuple[int, ...] = ()  # the member's roles in the server
+
+
+@dataclass(frozen=True)
+class Here:
+    """What holds for one request in one channel: who asks (a moderator also when one of the
+    server's moderator roles says so), the settings in force and the words not allowed."""
+
+    actor: Actor
+    settings: Resolved
+    banned: BannedWords
 
 
 @dataclass(frozen=True)
@@ -70,6 +90,8 @@ class Written:
     story: Story
     turns: list[Turn]
     archived: Story | None = None
+    waited_s: float = 0.0  # from the request to the model starting on the part
+    wrote_s: float = 0.0  # the model writing it
 
     @property
     def model_turn(self) -> Turn:
@@ -101,22 +123,6 @@ class Explained:
         return f"Part {self.number} of “{clip(self.story.title, 60)}”"
 
 
-@dataclass(frozen=True)
-class SettingsView:
-    resolved: Resolved
-    specs: dict[str, SettingSpec]
-    scope_channel: int
-
-
-@dataclass(frozen=True)
-class SettingChange:
-    key: str
-    scope: Scope
-    old: float | int | None
-    new: float | int | None
-    effective: float | int
-
-
 class ServiceCore:
     """Write, continue, show, explain and configure stories."""
 
@@ -125,17 +131,21 @@ class ServiceCore:
         config: Config,
         store: Store,
         engine: Engine,
-        limiter: RateLimiter | None = None,
+        limiter: Admission | None = None,
         order: ChannelOrder | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.store = store
         self.engine = engine
-        self.limiter = limiter or RateLimiter(clock=clock)
+        self.limiter = limiter or Admission(config.moderation.limits_storage)
         self.order = order or ChannelOrder()
-        self.clock = clock
+        self.clock = clock  # for deadlines
+        self.wall_clock = wall_clock  # for the request records
         self.specs = setting_specs(config.caps)
+        self.part_s = 10.0  # how long a channel's turn takes lately (for "about 20 s" estimates)
+        self._recorded = 0
 
     # -- stories -------------------------------------------------------------------------------
 
@@ -147,10 +157,18 @@ class ServiceCore:
         on_progress: Progress | None = None,
     ) -> Written:
         """Start a new story in the channel (archiving its previous one) and write its first part."""
+        return await self._recorded_request(actor, self._write(actor, prompt, mode, on_progress))
+
+    async def _write(
+        self, actor: Actor, prompt: str, mode: str | None, on_progress: Progress | None
+    ) -> Written:
         prompt = scrubbed(prompt)
-        chosen = self.mode(mode)
-        self._check_text("prompt", prompt)
-        settings = await self._settings(actor, chosen)
+        here = await self._here(actor, self.mode(mode))
+        if mode is None:
+            here = await self._here(actor, self.mode(here.settings["mode"]))
+        actor, chosen = here.actor, self.mode(mode or here.settings["mode"])
+        await self._allow(here, "write", mode=chosen)
+        self._check_text(here, "prompt", prompt)
 
         async def body(deadline: float) -> Written:
             story, opening, archived = await self.store.start_story(
@@ -163,28 +181,37 @@ class ServiceCore:
                 actor.name,
             )
             with _saved_note("opening"):
-                model_turn = await self._generate(
-                    story, chosen, [opening], settings, deadline, on_progress, actor
+                model_turn, queued = await self._generate(
+                    story, chosen, [opening], here, deadline, on_progress, actor
                 )
-            return Written(story, [opening, model_turn], archived)
+            return Written(story, [opening, model_turn], archived, waited_s=queued)
 
-        return await self._in_turn(actor, settings, body)
+        return await self._in_turn(here, body, on_progress)
 
     async def continue_(
         self, actor: Actor, text: str | None = None, on_progress: Progress | None = None
     ) -> Written:
         """Add the member's line (if any) to the channel's story, then the model's next part."""
+        return await self._recorded_request(actor, self._continue(actor, text, on_progress))
+
+    async def _continue(
+        self, actor: Actor, text: str | None, on_progress: Progress | None
+    ) -> Written:
         text = scrubbed(text or "")
-        if text:
-            self._check_text("text", text)
         story = await self._active(actor)
-        settings = await self._settings(actor, self.mode(story.mode))
+        here = await self._here(actor, self.mode(story.mode))
+        await self._allow(here, "continue")
+        if text:
+            self._check_text(here, "text", text)
+        self._check_length(here, await self.store.turns(story.id))
 
         async def body(deadline: float) -> Written:
             # A /write may have replaced the story, or a moderator the settings, meanwhile.
             current = await self._active(actor)
             chosen = self.mode(current.mode)
-            settings = await self._settings(actor, chosen)
+            now = await self._here(actor, chosen)
+            await self._allow(now, "continue")
+            self._check_length(now, await self.store.turns(current.id))
             added = []
             if text:
                 added = await self.store.append_turns(
@@ -194,26 +221,84 @@ class ServiceCore:
                 )
             with _saved_note("line" if text else None):
                 turns = await self.store.turns(current.id)
-                added.append(
-                    await self._generate(
-                        current, chosen, turns, settings, deadline, on_progress, actor
-                    )
+                model_turn, queued = await self._generate(
+                    current, chosen, turns, now, deadline, on_progress, here.actor
                 )
-            return Written(current, added)
+            return Written(current, [*added, model_turn], waited_s=queued)
 
-        return await self._in_turn(actor, settings, body)
+        return await self._in_turn(here, body, on_progress)
 
-    async def _in_turn(self, actor: Actor, settings: Resolved, body) -> Written:
-        """Charge the rate limits, wait for the channel's turn, run ``body``; refund on failure."""
-        ticket = self._admit(actor, settings)
+    async def _in_turn(
+        self,
+        here: Here,
+        body: Callable[[float], Awaitable[Written]],
+        on_progress: Progress | None = None,
+    ) -> Written:
+        """Hold a place in the rate limits, wait for the channel's turn (telling the member how
+        many are ahead), run ``body``; the place is given back when nothing was written."""
+        actor = here.actor
+        ticket = await self.limiter.admit(self._limits(here))
         timeout = self.config.model.request_timeout_s
-        deadline = self.clock() + timeout
+        asked = self.clock()
+        deadline = asked + timeout
+
+        def waiting(ahead: int) -> None:
+            if on_progress is not None:
+                on_progress.waiting(ahead, ahead * self.part_s)
+
         try:
-            async with self.order.turn(actor.channel_id, wait_s=timeout):
-                return await body(deadline)
+            async with self.order.turn(actor.channel_id, wait_s=timeout, on_wait=waiting):
+                begun = self.clock()
+                written = await body(deadline)
         except BaseException:
             ticket.refund()
             raise
+        ended = self.clock()
+        self.part_s = 0.7 * self.part_s + 0.3 * (ended - begun)
+        await ticket.spend()
+        queued = written.waited_s  # the engine's queue, inside the channel's turn
+        return dataclasses.replace(
+            written, waited_s=begun - asked + queued, wrote_s=max(0.0, ended - begun - queued)
+        )
+
+    async def _recorded_request(self, actor: Actor, request: Awaitable[Written]) -> Written:
+        """Run a request for a part, and note it (written, or refused and why) for /stats."""
+        try:
+            written = await request
+        except StoryError as error:
+            await self._record(actor, error.reason)
+            raise
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self._record(actor, "error")
+            raise
+        new_tokens = (written.model_turn.settings or {}).get("new_tokens", 0)
+        await self._record(actor, "written", new_tokens, written.waited_s, written.wrote_s)
+        return written
+
+    async def _record(
+        self,
+        actor: Actor,
+        outcome: str,
+        tokens: int = 0,
+        waited_s: float | None = None,
+        wrote_s: float | None = None,
+    ) -> None:
+        if actor.guild_id is None:
+            return
+        now = self.wall_clock()
+        record = RequestRecord(
+            actor.guild_id, actor.channel_id, actor.user_id, now, outcome, tokens,
+            None if waited_s is None else round(waited_s * 1000),
+            None if wrote_s is None else round(wrote_s * 1000),
+        )  # fmt: skip
+        try:
+            await self.store.record_request(record)
+            self._recorded += 1
+            if self._recorded % PRUNE_EVERY == 0:
+                await self.store.forget_requests(now - KEEP_REQUESTS_S)
+        except StorageError:  # statistics are never worth failing a member's request for
+            log.warning("could not record a request for /stats", exc_info=True)
 
     async def show(self, actor: Actor) -> StoryView:
         """The channel's active story and its visible turns."""
@@ -271,32 +356,6 @@ class ServiceCore:
                 f"There is no mode `{name}`. Choose one of: {', '.join(MODES)}."
             ) from None
 
-    # -- settings ------------------------------------------------------------------------------
-
-    async def settings(self, actor: Actor, mode: str | None = None) -> SettingsView:
-        """The settings in force in the actor's channel; moderators only."""
-        self._require_moderator(actor)
-        resolved = await self._settings(actor, await self._mode_here(actor, mode))
-        return SettingsView(resolved, self.specs, actor.channel_id)
-
-    async def set_setting(
-        self, actor: Actor, key: str, value: str | float | None, scope: Scope = "server"
-    ) -> SettingChange:
-        """Set one setting for the server or this channel; ``value=None`` resets it."""
-        self._require_moderator(actor)
-        spec = self.specs.get(key.strip().lower())
-        if spec is None:
-            raise InvalidSetting(f"There is no setting `{key}`. Settings: {', '.join(self.specs)}.")
-        new = None if value is None else spec.parse(value)
-        channel = SERVER_WIDE if scope == "server" else actor.channel_id
-        old = await self.store.set_setting(actor.guild_id, channel, spec.key, new, actor.user_id)
-        resolved = await self._settings(actor, await self._mode_here(actor))
-        log.info(
-            "guild %s: %s set %s (%s) from %r to %r",
-            actor.guild_id, actor.user_id, spec.key, scope, old, new,
-        )  # fmt: skip
-        return SettingChange(spec.key, scope, old, new, resolved[spec.key])
-
     # -- replies members are waiting for -----------------------------------------------------
 
     async def open_reply(self, reply: PendingReply) -> None:
@@ -318,13 +377,25 @@ class ServiceCore:
 
     # -- the pieces ----------------------------------------------------------------------------
 
-    def _check_text(self, what: str, text: str) -> None:
+    def _check_text(self, here: Here, what: str, text: str, limit: int | None = None) -> None:
+        """Member text that is there, short enough, and free of banned words."""
         if not text:
             raise EmptyText()
         tokens = len(self.engine.tokenizer.encode(text))
-        limit = self.config.caps.max_prompt_tokens
+        limit = self.config.caps.max_prompt_tokens if limit is None else limit
         if tokens > limit:
             raise TextTooLong(what, tokens, limit)
+        word = here.banned.find(text)
+        if word is not None:
+            raise BannedWord(what, word)
+
+    def _check_length(self, here: Here, turns: list[Turn]) -> None:
+        longest = here.settings["max_turns"]
+        if longest and len(turns) >= longest:
+            raise StoryFull(
+                f"This story has reached {len(turns)} turns, the most this server allows in one "
+                "story. Start a new one with `/write` (`/story export` keeps this one)."
+            )
 
     async def _mode_here(self, actor: Actor, name: str | None = None) -> Mode:
         """The named mode, else the mode of the channel's story, else the default."""
@@ -345,34 +416,92 @@ class ServiceCore:
             server, channel = await self.store.settings(actor.guild_id, actor.channel_id)
         return resolve(self.specs, self.config.generation, mode, server, channel)
 
-    def _admit(self, actor: Actor, settings: Resolved):
-        guild = actor.guild_id or 0
-        return self.limiter.admit(
-            {
-                "user": (("user", guild, actor.user_id), int(settings["user_rate"])),
-                "server": (("guild", guild), self.config.caps.max_guild_rate),
-            }
-        )
+    async def _here(self, actor: Actor, mode: Mode | None = None) -> Here:
+        """The settings in force for ``actor`` here, whether they moderate, and the banned words."""
+        settings = await self._settings(actor, mode or await self._mode_here(actor))
+        if not actor.is_moderator and set(actor.role_ids) & set(settings["moderator_roles"]):
+            actor = dataclasses.replace(actor, is_moderator=True)
+        words = self.config.moderation.banned_words
+        if actor.guild_id is not None:
+            words = (*words, *await self.store.banned_words(actor.guild_id))
+        return Here(actor, settings, _banned_words(tuple(words)))
 
-    def _require_moderator(self, actor: Actor) -> None:
+    async def _allow(self, here: Here, action: str, mode: Mode | None = None) -> None:
+        """Refuse a member what the server's access settings forbid here: writing in a channel
+        the bot is off in, changing a locked story, starting one without a role it needs, or
+        in a mode the server does not use."""
+        settings, actor = here.settings, here.actor
+        if not settings["enabled"]:
+            raise ChannelOff(await self._where_on(actor))
+        if settings["locked"] and not actor.is_moderator:
+            raise Locked()
+        if action == "write":
+            roles = settings["write_roles"]
+            if roles and not actor.is_moderator and not set(roles) & set(actor.role_ids):
+                listed = ", ".join(f"<@&{r}>" for r in roles)
+                raise NotAllowed(
+                    f"Only members with one of these roles can start stories here: {listed}. "
+                    "You can still `/continue` the channel's story."
+                )
+            if mode is not None and mode.name not in settings["modes"]:
+                raise InvalidSetting(
+                    f"The `{mode.name}` mode is not used in this server. "
+                    f"Choose one of: {', '.join(settings['modes'])}."
+                )
+
+    async def _where_on(self, actor: Actor) -> str:
+        """Why the bot is off here, and the channels where it writes."""
+        assert actor.guild_id is not None
+        server, _ = await self.store.settings(actor.guild_id, actor.channel_id)
+        channels = await self.store.channel_overrides(actor.guild_id, "enabled")
+        if server.get("enabled", True):
+            off = [c for c, on in channels.items() if not on and c != actor.channel_id]
+            return (
+                "I'm turned off in this channel. I write in every other channel of this server"
+                + (f" except {_channels(off)}." if off else ".")
+            )
+        on = [c for c, value in channels.items() if value]
+        if not on:
+            return (
+                "I'm turned off in this server. A moderator can turn me on with "
+                "`/settings set enabled on`."
+            )
+        return f"I'm turned off in this channel. I write in {_channels(on)}."
+
+    def _limits(self, here: Here) -> list[Limit]:
+        """Every limit one part counts against."""
+        actor, settings = here.actor, here.settings
+        guild = actor.guild_id or 0
+        limits = [
+            Limit.per_minute("user", ("user", guild, actor.user_id), settings["user_rate"]),
+            Limit.per_minute("channel", ("channel", actor.channel_id), settings["channel_rate"]),
+            Limit.per_minute("server", ("server", guild), self.config.caps.max_guild_rate),
+        ]
+        if settings["cooldown_s"]:
+            limits.append(Limit.cooldown(("cooldown", actor.channel_id), settings["cooldown_s"]))
+        return limits
+
+    async def _require_moderator(self, actor: Actor) -> Here:
         if actor.guild_id is None:
             raise GuildOnly()
-        if not actor.is_moderator:
+        here = await self._here(actor)
+        if not here.actor.is_moderator:
             raise NotModerator()
+        return here
 
     async def _compose(
         self,
         story: Story,
         mode: Mode,
         turns: list[Turn],
-        settings: Resolved,
+        here: Here,
         deadline: float,
         on_progress: Progress | None,
     ) -> tuple[Part, bytes | None]:
         """The model's next part after ``turns``, and its token notes packed for the store."""
         part = await write_part(
-            self.engine, self.config, self.clock, story, mode, turns, settings, deadline,
-            on_progress,
+            self.engine, self.config, self.clock, story, mode, turns, here.settings, deadline,
+            on_progress, here.banned,
         )  # fmt: skip
         return part, pack(part.notes) if part.notes else None
 
@@ -381,13 +510,14 @@ class ServiceCore:
         story: Story,
         mode: Mode,
         turns: list[Turn],
-        settings: Resolved,
+        here: Here,
         deadline: float,
         on_progress: Progress | None = None,
         actor: Actor | None = None,
-    ) -> Turn:
-        """Ask the engine for the next part and commit it as the model's turn."""
-        part, notes = await self._compose(story, mode, turns, settings, deadline, on_progress)
+    ) -> tuple[Turn, float]:
+        """Ask the engine for the next part and commit it as the model's turn; the turn, and
+        how long the part waited in the engine's queue."""
+        part, notes = await self._compose(story, mode, turns, here, deadline, on_progress)
         asked = NewTurn("model", None, part.text, part.record, notes, actor and actor.user_id)
         try:
             [turn] = await self.store.append_turns(story.id, [asked], actor and actor.reply_id)
@@ -395,7 +525,7 @@ class ServiceCore:
             raise NoStory(
                 "This story was replaced by a new `/write` while I was writing."
             ) from None
-        return turn
+        return turn, part.queued_s
 
 
 @contextlib.contextmanager
@@ -411,6 +541,17 @@ def _saved_note(saved: str | None) -> Iterator[None]:
             f"{error.user_message} Your {saved} is saved: use `/continue` to have me try again."
         )
         raise noted from error
+
+
+@functools.lru_cache(maxsize=256)
+def _banned_words(words: tuple[str, ...]) -> BannedWords:
+    """Banned words compiled once per distinct list (servers share the host's)."""
+    return BannedWords(words)
+
+
+def _channels(ids: list[int]) -> str:
+    shown = ", ".join(f"<#{c}>" for c in ids[:20])
+    return shown + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
 
 
 def scrubbed(text: str) -> str:

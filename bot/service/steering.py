@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from bot.errors import InvalidSetting, NoStory, NotAllowed, StaleMove, TextTooLong
+from bot.errors import InvalidSetting, NoStory, NotAllowed, StaleMove
 from bot.paths import model_label
 from bot.service.core import Actor, ServiceCore, Written, scrubbed
 from bot.story import EXPORT_FORMATS, Story, Turn, export_story
@@ -43,8 +43,14 @@ class Steering(ServiceCore):
         self, actor: Actor, turn_id: int | None = None, on_progress: Progress | None = None
     ) -> Written:
         """Write the newest part again; the earlier versions are kept and can be chosen."""
+        return await self._recorded_request(actor, self._retry(actor, turn_id, on_progress))
+
+    async def _retry(
+        self, actor: Actor, turn_id: int | None, on_progress: Progress | None
+    ) -> Written:
         story = await self._active(actor)
-        settings = await self._settings(actor, self.mode(story.mode))
+        here = await self._here(actor, self.mode(story.mode))
+        await self._allow(here, "continue")
 
         async def body(deadline: float) -> Written:
             current = await self._active(actor)
@@ -53,14 +59,14 @@ class Steering(ServiceCore):
             if newest.kind != "model":
                 raise StaleMove("Retry rewrites my newest part, and the newest turn is a member's.")
             chosen = self.mode(current.mode)
-            settings = await self._settings(actor, chosen)
+            now = await self._here(actor, chosen)
             part, notes = await self._compose(
-                current, chosen, turns[:-1], settings, deadline, on_progress
+                current, chosen, turns[:-1], now, deadline, on_progress
             )
             turn = await self.store.add_version(newest.id, part.text, part.record, notes)
-            return Written(current, [turn])
+            return Written(current, [turn], waited_s=part.queued_s)
 
-        return await self._in_turn(actor, settings, body)
+        return await self._in_turn(here, body, on_progress)
 
     async def choose_version(
         self, actor: Actor, step: int = 0, number: int | None = None, turn_id: int | None = None
@@ -68,6 +74,7 @@ class Steering(ServiceCore):
         """Choose which version of the newest part is the story's: ``number``, or ``step`` away
         from the chosen one (‹ is -1, › is +1)."""
         story = await self._active(actor)
+        await self._changing(actor)
         newest = self._newest(await self.store.turns(story.id), turn_id)
         wanted = newest.version + step if number is None else number
         if newest.versions == 1:
@@ -88,6 +95,7 @@ class Steering(ServiceCore):
     async def undo(self, actor: Actor, turn_id: int | None = None) -> Turn:
         """Take back the newest turn (kept in the record, with who and when)."""
         story = await self._active(actor)
+        actor = await self._changing(actor)
         async with self.order.turn(actor.channel_id, wait_s=self.config.model.request_timeout_s):
             newest = self._newest(await self.store.turns(story.id), turn_id)
             if newest.kind == "opening":
@@ -100,6 +108,7 @@ class Steering(ServiceCore):
         """Put back the turn undone last, as long as nothing new was written since (the Redo
         button names it: refused if another turn is next to come back)."""
         story = await self._active(actor)
+        actor = await self._changing(actor)
         async with self.order.turn(actor.channel_id, wait_s=self.config.model.request_timeout_s):
             every = await self.store.turns(story.id, include_deleted=True)
             shown = max((t.position for t in every if not t.deleted), default=-1)
@@ -119,13 +128,14 @@ class Steering(ServiceCore):
         """Replace a turn's text with a new version: a member's own line, or (a moderator) any
         part; the newest turn unless ``turn_id`` names one of the story's."""
         story = await self._active(actor)
+        here = await self._here(actor)
+        await self._allow(here, "change")
+        actor = here.actor
         text = scrubbed(" ".join(text.split("\r")))
         if not text:
             raise InvalidSetting("An edit cannot be empty: Undo takes a turn back.")
-        tokens = len(self.engine.tokenizer.encode(text))
         limit = max(self.config.caps.max_prompt_tokens, self.config.caps.max_new_tokens)
-        if tokens > limit:
-            raise TextTooLong("edit", tokens, limit)
+        self._check_text(here, "edit", text, limit)
         turns = await self.store.turns(story.id)
         target = next((t for t in turns if t.id == turn_id), None) if turn_id else turns[-1]
         if target is None:
@@ -139,6 +149,7 @@ class Steering(ServiceCore):
     async def editable(self, actor: Actor) -> Turn:
         """The turn an edit would change (to prefill a form with), if the actor may edit it."""
         story = await self._active(actor)
+        actor = await self._changing(actor)
         newest = (await self.store.turns(story.id))[-1]
         if not actor.is_moderator and newest.author_id != actor.user_id:
             raise NotAllowed(
@@ -162,10 +173,11 @@ class Steering(ServiceCore):
         story = await self._active(actor)
         if text is None:
             return story
+        here = await self._here(actor)
+        await self._allow(here, "change")
         text = "" if text.strip().lower() == "clear" else " ".join(scrubbed(text).split())
-        tokens = len(self.engine.tokenizer.encode(text)) if text else 0
-        if tokens > limit:
-            raise TextTooLong(what, tokens, limit)
+        if text:
+            self._check_text(here, what, text, limit)
         setter = self.store.set_memory if what == "memory" else self.store.set_note
         await setter(story.id, text)
         return await self.store.story(story.id)
@@ -186,6 +198,7 @@ class Steering(ServiceCore):
             raise NoStory(f"This channel has no story {story_id}: `/story list` shows its stories.")
         if story.active:
             raise StaleMove("That story is already the channel's story.")
+        await self._changing(actor)
         async with self.order.turn(actor.channel_id, wait_s=self.config.model.request_timeout_s):
             archived = await self.store.resume_story(story_id)
         return await self.store.story(story_id), archived
@@ -193,6 +206,7 @@ class Steering(ServiceCore):
     async def end(self, actor: Actor) -> Story:
         """Finish the channel's story (who began it, or a moderator); it stays in the list."""
         story = await self._active(actor)
+        actor = await self._changing(actor)
         if not actor.is_moderator and story.created_by != actor.user_id:
             raise NotAllowed("The member who began this story, or a moderator, can end it.")
         async with self.order.turn(actor.channel_id, wait_s=self.config.model.request_timeout_s):
@@ -216,6 +230,12 @@ class Steering(ServiceCore):
         return Exported(name, data)
 
     # -- the pieces ----------------------------------------------------------------------------
+
+    async def _changing(self, actor: Actor) -> Actor:
+        """The actor (a moderator by the server's roles too), if they may change the story here."""
+        here = await self._here(actor)
+        await self._allow(here, "change")
+        return here.actor
 
     @staticmethod
     def _newest(turns: list[Turn], turn_id: int | None) -> Turn:

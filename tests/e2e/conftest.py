@@ -11,7 +11,7 @@ import discord
 import pytest
 
 from bot.app import create_bot
-from bot.cogs.story import WRITING
+from bot.cogs.story import WAITING, WRITING
 from bot.config import Config, DatabaseConfig, DiscordConfig, GenerationConfig, ModelConfig
 from tests.discord_emulator import (
     DiscordEmulator,
@@ -107,11 +107,14 @@ def turns(config: Config, channel_id: int) -> list[sqlite3.Row]:
 
 
 async def answer(emu: DiscordEmulator, interaction: Interaction, timeout: float = 30) -> Message:
-    """The bot's finished answer: past "thinking…" and past the live "✍️" previews."""
+    """The bot's finished answer: past "thinking…", the "⏳ … ahead of yours" line and the live
+    "✍️" previews."""
 
     def finished() -> bool:
         shown = [m for m in interaction.messages if not m.deleted and not m.loading]
-        return bool(shown) and not shown[0].content.endswith(WRITING)
+        return bool(shown) and not (
+            shown[0].content.endswith(WRITING) or shown[0].content.startswith(WAITING)
+        )
 
     await interaction.wait_done(timeout)
     await emu.wait_for(finished, timeout)

@@ -149,7 +149,7 @@ async def test_a_member_over_the_rate_limit_is_told_when_to_retry(emu, world, bo
 
     [line] = ephemeral_lines(refused)
     assert re.fullmatch(
-        r"You have reached the limit of 2 generations a minute\. Try again in \d+ seconds?\.", line
+        r"You have reached the limit of 2 parts a minute\. Try again in \d+ seconds?\.", line
     )
     assert all(m.deleted or m.ephemeral for m in refused.messages)  # no public trace
     after = turns(config, world.channel.id)
