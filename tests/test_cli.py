@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -149,6 +150,7 @@ def test_check_reports_each_part_of_the_set_up(tmp_path, tiny_model_dir, capsys,
     assert f"[ok] database: {db} does not exist yet; it will be created at the first start" in out
     assert any(line.startswith("[ok] model:") and "1024 positions" in line for line in out)
     assert "[ok] device: cpu (torch.float32)" in out
+    assert "[ok] rate limits: memory://" in out
     assert not db.parent.exists()  # check writes nothing
 
     db.parent.mkdir()
@@ -160,6 +162,28 @@ def test_check_reports_each_part_of_the_set_up(tmp_path, tiny_model_dir, capsys,
         and f"schema version 0; {len(migrations())} migration(s) will run" in line
         for line in out
     )
+
+
+def test_check_names_an_unreachable_redis_without_its_password(
+    tmp_path, tiny_model_dir, capsys, monkeypatch
+):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once it is closed
+    config = tmp_path / "storybot.toml"
+    config.write_text(
+        f'[model]\ndevice = "cpu"\n[database]\npath = "{tmp_path / "x.db"}"\n'
+        f'[moderation]\nlimits_storage = "redis://:hunter2@127.0.0.1:{port}/0"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("DISCORD_TOKEN", "x")
+
+    checked = main(["--config", str(config), "check", "--model", str(tiny_model_dir)])
+
+    out = capsys.readouterr().out
+    assert checked == 1
+    assert f"[FAIL] rate limits: the rate-limit storage redis://***@127.0.0.1:{port}/0" in out
+    assert "hunter2" not in out
 
 
 def test_config_may_come_before_or_after_the_command():

@@ -20,7 +20,7 @@ from bot.cogs.moves import pressed
 from bot.cogs.story import MODE_CHOICES, actor_of
 from bot.errors import StoryError
 from bot.render import safe
-from bot.service import HistoryPage, SettingChange, SettingsView, Stats
+from bot.service import BannedChange, HistoryPage, SettingChange, SettingsView, Stats
 from bot.service.moderation import BANNED_KEY
 from bot.settings import TOPICS, SettingSpec
 from bot.store import SERVER_WIDE
@@ -171,13 +171,7 @@ class SettingsCog(
     ) -> None:
         """Ban words or phrases: refused in prompts and lines, never written by the bot."""
         change = await self.bot.service.ban(actor_of(self.bot, interaction), words)
-        lines = []
-        if change.changed:
-            lines.append(f"Banned: {_words(change.changed)}.")
-        if change.unchanged:
-            lines.append(f"Already banned: {_words(change.unchanged)}.")
-        lines.append(f"This server bans {len(change.banned)} words and phrases.")
-        await interaction.response.send_message(" ".join(lines), ephemeral=True)
+        await _answer_banned(interaction, change, "Banned", "Already banned")
 
     @banned.command(name="remove")
     @app_commands.describe(words="Words or phrases to allow again, separated by commas")
@@ -186,13 +180,7 @@ class SettingsCog(
     ) -> None:
         """Allow banned words or phrases again."""
         change = await self.bot.service.unban(actor_of(self.bot, interaction), words)
-        lines = []
-        if change.changed:
-            lines.append(f"Allowed again: {_words(change.changed)}.")
-        if change.unchanged:
-            lines.append(f"Not banned: {_words(change.unchanged)}.")
-        lines.append(f"This server bans {len(change.banned)} words and phrases.")
-        await interaction.response.send_message(" ".join(lines), ephemeral=True)
+        await _answer_banned(interaction, change, "Allowed again", "Not banned")
 
     @banned_remove.autocomplete("words")
     async def banned_choices(
@@ -391,6 +379,18 @@ def _adding(
                     )
                 )
     return choices[:25]
+
+
+async def _answer_banned(
+    interaction: discord.Interaction, change: BannedChange, changed: str, unchanged: str
+) -> None:
+    lines = [
+        f"{label}: {_words(words)}."
+        for label, words in ((changed, change.changed), (unchanged, change.unchanged))
+        if words
+    ]
+    lines.append(f"This server bans {len(change.banned)} words and phrases.")
+    await interaction.response.send_message(" ".join(lines), ephemeral=True)
 
 
 def _words(words: list[str]) -> str:

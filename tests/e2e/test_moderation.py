@@ -210,3 +210,18 @@ async def test_autocomplete_shows_each_setting_with_its_value_and_range(emu, wor
     ]
     assert {"name": "@Writers", "value": f"<@&{writers.id}>"} in role_choices
     assert [c["value"] for c in mode_choices] == ["story, poem", "story, script"]
+
+
+async def test_history_pages_with_its_buttons(emu, world, bot_config):
+    async with storybot(emu, bot_config):
+        for n in range(12):
+            await moderate(emu, world, "settings set", key="top_k", value=str(n + 1))
+        history = await moderate(emu, world, "settings history", key="top_k")
+        [first] = [m for m in history.messages if not m.deleted]
+        assert "page 1 of 2" in first.embeds[0]["footer"]["text"]
+        assert "storybot:history:2:top_k" in first.custom_ids
+        await (await world.mod.click(first, "storybot:history:2:top_k")).wait_done()
+        await emu.wait_for(lambda: "page 2 of 2" in first.embeds[0]["footer"]["text"], 10)
+
+    lines = first.embeds[0]["description"].split("\n")
+    assert len(lines) == 2 and "unset → **1**" in lines[-1]
