@@ -5,7 +5,7 @@ Usage::
     HF_HUB_OFFLINE=1 python -m bench.throughput [--json PATH] [--requests 16] [--new-tokens 64]
         [--prompt-tokens 100] [--max-batch-size N] [--threads N] [--stagger 0.5]
         [--device auto|cpu|cuda] [--dtype auto|float32|float16|bfloat16] [--tiny]
-        [--static] [--compile] [--attention sdpa|eager]
+        [--static] [--compile] [--attention sdpa|eager] [--backend local|openai [--base-url URL]]
 
 A random GPT-2 of the real 124M shape (``--tiny``: 2 layers, 2 heads, 64 wide, for a quick smoke
 run) is built once around the real GPT-2 tokenizer into a temporary directory and loaded through
@@ -27,6 +27,11 @@ generated tokens per second, p50/p95 latency from arrival to result, and the eve
 and max), measured by a heartbeat that sleeps 10 ms in a loop and records how late it wakes. It
 checks that both sides generated the same number of tokens; the last line is ``speedup=X.XX``,
 ours tokens/s over baseline tokens/s. ``--json PATH`` writes the same figures with the settings.
+
+``--backend openai`` compares, instead, ours in this process with the same model behind an
+OpenAI-compatible server through the remote engine (``--base-url``, else `transformers serve`
+started for the run), and measures the remote engine's own cost per request and per streamed
+delta against an in-process stub that answers at once; its last line is remote over local.
 """
 
 from __future__ import annotations
@@ -37,17 +42,25 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import random
+import socket
+import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
+from aiohttp import web
 
-from bot.config import ATTENTION, DEVICES, DTYPES, ModelConfig
+from bot.config import ATTENTION, DEVICES, DTYPES, ModelConfig, RemoteConfig
 from bot.engine import GenerationRequest, LocalEngine, SamplingParams
 from bot.engine.loader import LoadedModel, load_model
+from bot.engine.remote import RemoteEngine
 from tests.tinymodel import build_model
 
 TINY_SHAPE = {"n_layer": 2, "n_head": 2, "n_embd": 64}
@@ -264,6 +277,105 @@ async def run_engine(
         await engine.close()
 
 
+# -- the remote backend -----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def transformers_serve(model_dir: Path, continuous: bool = False):
+    """`transformers serve` on a free local port with ``model_dir``, for this run
+    (``continuous``: with its continuous batching)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = Path(sys.executable).parent / "transformers"
+    server = subprocess.Popen(
+        [str(script) if script.exists() else "transformers", "serve", str(model_dir),
+         "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
+         *(["--continuous-batching"] if continuous else [])],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        # as many threads as ours, for a fair comparison
+        env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())},
+    )  # fmt: skip
+    try:
+        for _ in range(600):
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1).close()
+                break
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+async def run_remote(
+    model_dir: Path, config: ModelConfig, workload: Workload, base_url: str
+) -> SideResult:
+    """Every request through ``RemoteEngine.generate``: the server batches them its own way."""
+    engine = RemoteEngine(config, RemoteConfig(base_url=base_url, model=str(model_dir)))
+    await engine.start()
+    try:
+
+        async def submit(prompt: tuple[int, ...], params: SamplingParams) -> int:
+            result = await engine.generate(GenerationRequest(prompt, params))
+            return len(result.token_ids)
+
+        await workload.warm_up(submit)
+        return await run_side(submit, workload)
+    finally:
+        await engine.close()
+
+
+async def bot_side_overhead(config: ModelConfig, tokenizer_dir: Path, requests: int, deltas: int):
+    """What the remote engine itself costs: requests to a stub in this process that answers at
+    once, streaming one event, then ``deltas`` events. The cost of a request is the first's time;
+    of a delta, the difference over the extra events. Both include the stub's own work and the
+    local HTTP round trip, so they bound the bot's share from above."""
+
+    def stream(count: int, finish: str = "length") -> bytes:
+        head = {"id": "1", "object": "text_completion", "created": 0, "model": "stub"}
+        word = json.dumps(head | {"choices": [{"index": 0, "text": " word"}]})
+        last = json.dumps(head | {"choices": [{"index": 0, "text": "", "finish_reason": finish}]})
+        return (f"data: {word}\n\n" * count + f"data: {last}\n\ndata: [DONE]\n\n").encode()
+
+    bodies = {1: stream(1), deltas: stream(deltas)}
+
+    async def models(_):
+        return web.json_response({"object": "list", "data": [{"id": "stub", "object": "model"}]})
+
+    async def completions(http):
+        wanted = (await http.json())["max_tokens"]
+        return web.Response(body=bodies[wanted], content_type="text/event-stream")
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/completions", completions)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    model = dataclasses.replace(config, name=str(tokenizer_dir))
+    engine = RemoteEngine(model, RemoteConfig(base_url=f"http://127.0.0.1:{port}/v1", model="stub"))
+    await engine.start()
+    try:
+        prompt = tuple(engine.tokenizer.encode("Once upon a time"))
+        seconds = {}
+        for count in (1, deltas):
+            request = GenerationRequest(prompt, SamplingParams(max_new_tokens=count))
+            for _ in range(20):  # warm the connection pool
+                await engine.generate(request, lambda _: None)
+            started = time.perf_counter()
+            for _ in range(requests):
+                await engine.generate(request, lambda _: None)
+            seconds[count] = (time.perf_counter() - started) / requests
+    finally:
+        await engine.close()
+        await runner.cleanup()
+    return seconds[1], (seconds[deltas] - seconds[1]) / max(1, deltas - 1)
+
+
 # -- the command ------------------------------------------------------------------------------
 
 
@@ -290,6 +402,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="ours with torch.compile")
     parser.add_argument("--attention", choices=ATTENTION, default="sdpa", help="default: sdpa")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
+    parser.add_argument(
+        "--backend",
+        choices=("local", "openai"),
+        default="local",
+        help="openai: ours in this process against the same model behind an OpenAI-compatible "
+        "server (--base-url, else `transformers serve` started for the run), and the remote "
+        "engine's own cost per request and per delta",
+    )
+    parser.add_argument("--base-url", help="the server, serving the benchmark's model folder")
+    parser.add_argument(
+        "--serve-continuous-batching",
+        action="store_true",
+        help="without --base-url: start `transformers serve` with its continuous batching",
+    )
     parser.add_argument(
         "--explain",
         action="store_true",
@@ -349,6 +475,8 @@ async def benchmark(args: argparse.Namespace, model_dir: Path) -> dict[str, obje
     print(" ".join(f"{key}={value}" for key, value in report.items()), flush=True)
     if args.explain:
         return report | await explain_overhead(loaded, config, workload)
+    if args.backend == "openai":
+        return report | await remote_against_local(args, model_dir, loaded, config, workload)
 
     baseline = await run_baseline(loaded, workload)
     print(baseline.line("baseline"), flush=True)
@@ -363,6 +491,28 @@ async def benchmark(args: argparse.Namespace, model_dir: Path) -> dict[str, obje
         "ours": dataclasses.asdict(ours),
         "generated_tokens": ours.tokens,
         "speedup": speedup,
+    }
+
+
+async def remote_against_local(args, model_dir, loaded, config, workload) -> dict[str, object]:
+    """Ours in this process, then the same workload through the remote engine."""
+    ours = await run_engine(loaded, config, workload)
+    print(ours.line("local"), flush=True)
+    with contextlib.ExitStack() as stack:
+        url = args.base_url or stack.enter_context(
+            transformers_serve(model_dir, args.serve_continuous_batching)
+        )
+        remote = await run_remote(model_dir, config, workload, url)
+    print(remote.line("remote"), flush=True)
+    per_request, per_delta = await bot_side_overhead(config, model_dir, 200, args.new_tokens)
+    print(f"remote engine's own cost (an upper bound): {per_request * 1000:.2f} ms per request, "
+          f"{per_delta * 1000:.3f} ms per streamed delta")  # fmt: skip
+    return {
+        "local": dataclasses.asdict(ours),
+        "remote": dataclasses.asdict(remote),
+        "remote_ms_per_request": per_request * 1000,
+        "remote_ms_per_delta": per_delta * 1000,
+        "speedup": remote.tokens_per_s / ours.tokens_per_s,
     }
 
 

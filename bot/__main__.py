@@ -449,6 +449,10 @@ async def check(config: Config, args) -> int:
     except LimitsUnavailable as error:
         report(False, str(error), "rate limits")
 
+    if config.model.backend == "openai":
+        await _check_remote(config, report)
+        return min(failures, 1)
+
     from bot.engine.loader import load_model
 
     try:
@@ -463,6 +467,34 @@ async def check(config: Config, args) -> int:
     except Exception as error:
         report(False, f"{config.model.name} did not load: {error}", "model")
     return min(failures, 1)
+
+
+async def _check_remote(config: Config, report) -> None:
+    """The remote backend: the tokenizer here, and which models the server says it serves."""
+    from bot.engine.remote import RemoteEngine
+    from bot.engine.types import EngineError
+
+    engine = RemoteEngine(config.model, config.remote)
+    try:
+        await engine.start()
+    except ModelUnavailable as error:
+        report(False, f"the tokenizer of {config.model.name}: {error}", "model")
+        return
+    except EngineError as error:
+        report(False, str(error), "model server")
+        return
+    try:
+        served = await engine.models()
+        listed = ", ".join(served) or "no model"
+        report(
+            engine.served in served,
+            f"{config.remote.base_url} ({engine.flavour}) serves {listed}"
+            + ("" if engine.served in served else f"; not {engine.served}: set [remote] model"),
+            "model server",
+        )
+        report(True, f"{engine.n_positions} positions, tokenizer of {config.model.name}", "model")
+    finally:
+        await engine.close()
 
 
 if __name__ == "__main__":

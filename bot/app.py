@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from bot.config import Config
 from bot.engine import LocalEngine
+from bot.engine.remote import RemoteEngine
 from bot.limits import Admission, ChannelOrder
 from bot.service import StoryService
 from bot.store import Store
@@ -18,7 +19,7 @@ class Services:
     """Everything below the adapters, opened and ready."""
 
     store: Store
-    engine: LocalEngine
+    engine: LocalEngine | RemoteEngine
     service: StoryService
 
     async def close(self) -> None:
@@ -31,7 +32,7 @@ async def open_services(config: Config) -> Services:
     admission = Admission(config.moderation.limits_storage)
     await admission.ready()
     store = await Store.open(config.database.path)
-    engine = LocalEngine(config.model)
+    engine = make_engine(config)
     try:
         await engine.start()
     except BaseException:
@@ -39,6 +40,13 @@ async def open_services(config: Config) -> Services:
         raise
     service = StoryService(config, store, engine, admission, ChannelOrder())
     return Services(store, engine, service)
+
+
+def make_engine(config: Config) -> LocalEngine | RemoteEngine:
+    """The engine ``model.backend`` names: the model in this process, or a remote server."""
+    if config.model.backend == "openai":
+        return RemoteEngine(config.model, config.remote)
+    return LocalEngine(config.model)
 
 
 @contextlib.asynccontextmanager
@@ -56,6 +64,8 @@ def create_bot(config: Config, *, serve: bool = True):
 
     With ``serve=False`` it only registers its commands (for ``storybot sync``).
     """
-    from bot.client import StoryBot  # discord is imported only by the Discord adapter
+    from bot.client import ShardedStoryBot, StoryBot  # discord only in the Discord adapter
 
-    return StoryBot(config, open_services if serve else None)
+    d = config.discord
+    several = d.shard_count and len(d.shard_ids) != 1
+    return (ShardedStoryBot if several else StoryBot)(config, open_services if serve else None)

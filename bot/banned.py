@@ -103,7 +103,8 @@ class BannedWords:
             return None
         spelled = " ".join(found.group().split())
         return self.entries.get(spelled) or next(
-            word for key, word in self.entries.items()
+            word
+            for key, word in self.entries.items()
             if key.endswith("*") and spelled.startswith(key[:-1])
         )
 

@@ -34,6 +34,16 @@ RESTARTING = "I'm restarting right now. Please try again in a minute."
 CUT_SHORT_GRACE_S = 5.0
 
 
+def shard_options(config: Config) -> dict[str, object]:
+    """discord.py's sharding options for ``[discord] shard_count`` and ``shard_ids``."""
+    d = config.discord
+    if not d.shard_count:
+        return {}
+    if len(d.shard_ids) == 1:
+        return {"shard_id": d.shard_ids[0], "shard_count": d.shard_count}
+    return {"shard_ids": list(d.shard_ids) or None, "shard_count": d.shard_count}
+
+
 class StoryBot(commands.Bot):
     """The Discord face of storybot. Built by :func:`bot.app.create_bot`."""
 
@@ -45,6 +55,7 @@ class StoryBot(commands.Bot):
             intents=discord.Intents.default(),
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
+            **shard_options(config),
         )
         self.config = config
         self._open_services = open_services
@@ -267,3 +278,7 @@ async def defer_public(interaction: discord.Interaction) -> None:
     """Answer Discord at once with a public "thinking…" state; the reply edits it later."""
     await interaction.response.defer(thinking=True)
     interaction.extras[PUBLIC_DEFERRAL] = True
+
+
+class ShardedStoryBot(StoryBot, commands.AutoShardedBot):
+    """StoryBot running several shards in one process (one gateway connection each)."""

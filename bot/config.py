@@ -20,6 +20,7 @@ from bot import paths
 CONFIG_ENV = "STORYBOT_CONFIG"
 TOKEN_ENV = "DISCORD_TOKEN"
 
+BACKENDS = ("local", "openai")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 ATTENTION = ("sdpa", "eager")
@@ -63,6 +64,18 @@ class DiscordConfig:
     dev_guild_ids: tuple[int, ...] = ()
     moderator_role_ids: tuple[int, ...] = ()
     drain_s: float = 20.0
+    # Sharding: how many shards the bot's guilds are split into (0: not sharded), and which of
+    # them this process runs (empty: all of them).
+    shard_count: int = 0
+    shard_ids: tuple[int, ...] = ()
+
+    @property
+    def shard_group(self) -> str:
+        """This process's shards, as a name for its files: "0-3", "all" (all shards), or
+        "single" (not sharded)."""
+        if not self.shard_count:
+            return "single"
+        return "-".join(map(str, self.shard_ids)) if self.shard_ids else "all"
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,7 @@ class ModelConfig:
     """Which model to load and how the worker serves it."""
 
     name: str = "gpt2"
+    backend: str = "local"  # "openai": a remote OpenAI-compatible server writes (see [remote])
     device: str = "auto"
     dtype: str = "auto"
     attention: str = "sdpa"
@@ -80,6 +94,21 @@ class ModelConfig:
     max_queue: int = 64
     request_timeout_s: float = 120.0
     context_tokens: int = 1024
+
+
+@dataclass(frozen=True)
+class RemoteConfig:
+    """An OpenAI-compatible completion server (vLLM, `transformers serve`, TGI) that writes the
+    parts when ``model.backend = "openai"``; the tokenizer still comes from ``model.name``."""
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str = ""  # the name the server serves the model under (default: model.name)
+    api_key_env: str = "STORYBOT_REMOTE_API_KEY"  # the variable the API key is read from
+    connect_timeout_s: float = 5.0
+    concurrency: int = 64  # requests in flight to the server at once
+    # Which server, for the fields beyond OpenAI's it reads: "auto" (told by its /v1/models),
+    # "vllm", "transformers" (transformers serve) or "openai" (the standard fields only).
+    server: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -140,6 +169,7 @@ class Config:
 
     discord: DiscordConfig = field(default_factory=DiscordConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    remote: RemoteConfig = field(default_factory=RemoteConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     caps: CapsConfig = field(default_factory=CapsConfig)
@@ -231,7 +261,7 @@ def parse_config(
     """
     home = paths.home() if home is None else home
     base = source.resolve().parent if source is not None else home
-    known = {"discord", "model", "database", "generation", "caps", "moderation"}
+    known = {"discord", "model", "remote", "database", "generation", "caps", "moderation"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(
@@ -243,13 +273,24 @@ def parse_config(
         dev_guild_ids=s.ids("dev_guild_ids"),
         moderator_role_ids=s.ids("moderator_role_ids"),
         drain_s=s.number("drain_s", DiscordConfig.drain_s, 0, 600),
+        shard_count=s.integer("shard_count", 0, 0, 100_000),
+        shard_ids=_shard_ids(s),
     )
+    if discord.shard_ids and not discord.shard_count:
+        raise ConfigError("discord.shard_ids needs discord.shard_count (how many shards in all)")
+    wrong = [i for i in discord.shard_ids if i >= discord.shard_count]
+    if discord.shard_count and wrong:
+        raise ConfigError(
+            f"discord.shard_ids = {list(discord.shard_ids)} is invalid: shard ids run from 0 to "
+            f"{discord.shard_count - 1} (discord.shard_count - 1)"
+        )
     s.done()
 
     s = _Section("model", data.get("model", {}))
     d = ModelConfig()
     model = ModelConfig(
         name=_model_name(s.text("name", d.name), base),
+        backend=s.choice("backend", d.backend, BACKENDS),
         device=s.choice("device", d.device, DEVICES),
         dtype=s.choice("dtype", d.dtype, DTYPES),
         attention=s.choice("attention", d.attention, ATTENTION),
@@ -263,9 +304,27 @@ def parse_config(
     )
     s.done()
 
+    s = _Section("remote", data.get("remote", {}))
+    r = RemoteConfig()
+    remote = RemoteConfig(
+        base_url=_base_url(s, "base_url", r.base_url),
+        model=s._raw("model", r.model) or "",
+        api_key_env=s.text("api_key_env", r.api_key_env),
+        connect_timeout_s=s.number("connect_timeout_s", r.connect_timeout_s, 0.1, 120),
+        concurrency=s.integer("concurrency", r.concurrency, 1, 10_000),
+        server=s.choice("server", r.server, ("auto", "vllm", "transformers", "openai")),
+    )
+    if not isinstance(remote.model, str):
+        raise s._fail("model", remote.model, "must be the served model's name (a string)")
+    s.done()
+
     s = _Section("database", data.get("database", {}))
+    raw_path = s.text("path", str(home / paths.DATABASE_NAME))
+    if "{" in raw_path.replace("{shard_group}", ""):
+        raise s._fail("path", raw_path, "may hold {shard_group} and no other {…} field")
     database = DatabaseConfig(
-        path=paths.resolve(s.text("path", str(home / paths.DATABASE_NAME)), base)
+        # Each group of shards may keep its own file: Discord sends a guild to one shard only.
+        path=paths.resolve(raw_path.replace("{shard_group}", discord.shard_group), base)
     )
     s.done()
 
@@ -331,6 +390,7 @@ def parse_config(
     return Config(
         discord=discord,
         model=model,
+        remote=remote,
         database=database,
         generation=generation,
         caps=caps,
@@ -380,6 +440,25 @@ def _read_config(source: Path) -> str:
         ) from None
     except OSError as error:
         raise ConfigError(f"config file {source} cannot be read: {error.strerror}") from None
+
+
+def _shard_ids(section: _Section) -> tuple[int, ...]:
+    value = section._raw("shard_ids", [])
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+    ):
+        raise section._fail("shard_ids", value, "must be a list of shard ids (0, 1, …)")
+    if len(set(value)) != len(value):
+        raise section._fail("shard_ids", value, "names a shard twice")
+    return tuple(sorted(value))
+
+
+def _base_url(section: _Section, key: str, default: str) -> str:
+    """An http(s) URL, checked before the bot starts."""
+    value = section.text(key, default)
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise section._fail(key, value, 'must be an http(s) URL such as "http://vllm:8000/v1"')
+    return value.rstrip("/")
 
 
 def _limits_storage(section: _Section, key: str) -> str:

@@ -26,3 +26,29 @@ def test_the_benchmark_runs_both_sides_and_reports_the_ratio(tmp_path):
     assert figures["baseline"]["tokens"] == figures["ours"]["tokens"] == 3 * 4
     for side in ("baseline", "ours"):
         assert figures[side]["wall_s"] > 0 and figures[side]["latency_p95_s"] > 0
+
+
+def test_the_remote_backend_side_runs_against_transformers_serve(tmp_path):
+    report = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.throughput", "--tiny", "--backend", "openai",
+         "--requests", "2", "--new-tokens", "4", "--prompt-tokens", "20", "--stagger", "0.05",
+         "--threads", "1", "--json", str(report)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env=os.environ | {"HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(report.read_text())
+    assert figures["local"]["tokens"] == 2 * 4 and figures["remote"]["tokens"] > 0
+    assert 0 < figures["remote_ms_per_request"] and 0 < figures["remote_ms_per_delta"]
+
+
+def test_the_capacity_benchmark_runs_the_service_against_a_stub():
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.capacity", "--channels", "3", "--parts", "3",
+         "--deltas", "5"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env=os.environ | {"HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert re.match(r"9 parts from 3 channels at once, .* \d+\.\d parts/s", done.stdout.strip())

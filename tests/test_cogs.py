@@ -23,6 +23,7 @@ from discord import app_commands
 from bot.app import Services, create_bot
 from bot.client import APOLOGY
 from bot.cogs.story import WRITING, LiveProgress
+from bot.config import parse_config
 from bot.engine.types import EngineStopping
 from bot.errors import NoStory, NotModerator
 from bot.render import MACHINE_WRITTEN, MESSAGE_LIMIT, safe
@@ -679,3 +680,21 @@ async def test_only_the_newest_part_keeps_buttons_even_when_answers_arrive_out_o
     another_story = ShownPart(4)
     await cog._move_buttons(CHANNEL_ID, (8, 1), another_story)  # a /write: the new story's part
     assert third.edits == [{"view": None}] and another_story.edits == []
+
+
+@pytest.mark.parametrize(
+    ("discord", "kind", "shards"),
+    [
+        ({}, "StoryBot", (None, None)),
+        ({"shard_count": 4, "shard_ids": [2]}, "StoryBot", (4, 2)),
+        ({"shard_count": 4, "shard_ids": [0, 1]}, "ShardedStoryBot", (4, [0, 1])),
+        ({"shard_count": 4}, "ShardedStoryBot", (4, None)),
+    ],
+)
+async def test_each_process_runs_the_shards_its_config_names(discord, kind, shards):
+    bot = create_bot(parse_config({"discord": discord}), serve=False)
+
+    assert type(bot).__name__ == kind
+    one = bot.shard_id if kind == "StoryBot" else bot.shard_ids
+    assert (bot.shard_count, one) == shards
+    assert bot.allowed_mentions.everyone is False  # one StoryBot, sharded or not

@@ -264,3 +264,41 @@ def test_config_example_matches_the_defaults():
     config = load_config(example, environ={"STORYBOT_HOME": os.environ["STORYBOT_HOME"]})
 
     assert dataclasses.replace(config, source=None) == Config()
+
+
+def test_shards_and_their_group_name_the_database_file(tmp_path):
+    config = parse_config(
+        {
+            "discord": {"shard_count": 8, "shard_ids": [3, 2]},
+            "database": {"path": "stories-{shard_group}.db"},
+        },
+        home=tmp_path,
+    )
+
+    assert (config.discord.shard_count, config.discord.shard_ids) == (8, (2, 3))
+    assert config.database.path == tmp_path / "stories-2-3.db"
+    assert parse_config({}, home=tmp_path).discord.shard_group == "single"
+    assert parse_config({"discord": {"shard_count": 2}}).discord.shard_group == "all"
+
+
+@pytest.mark.parametrize(
+    ("discord", "says"),
+    [
+        ({"shard_ids": [0]}, "needs discord.shard_count"),
+        ({"shard_count": 2, "shard_ids": [2]}, "run from 0 to 1"),
+        ({"shard_count": 2, "shard_ids": [1, 1]}, "names a shard twice"),
+        ({"shard_count": 2, "shard_ids": [-1]}, "must be a list of shard ids"),
+    ],
+)
+def test_impossible_shards_are_refused_at_start(discord, says):
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"discord": discord})
+
+    assert says in str(caught.value)
+
+
+def test_a_database_path_takes_no_other_field():
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"database": {"path": "db-{guild}.db"}})
+
+    assert "{shard_group}" in str(caught.value)

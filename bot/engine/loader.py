@@ -7,10 +7,12 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
     PreTrainedModel,
@@ -88,6 +90,21 @@ def load_model(
     )
     log.info("loaded %s on %s as %s (%s attention)", name, target, torch_dtype, attention)
     return LoadedModel(model, tokenizer, target, torch_dtype, context_size(model), eos_id)
+
+
+def load_tokenizer(name: str) -> tuple[Any, int, int | None]:
+    """The tokenizer of ``name`` (a hub id or a folder), its model's context size and its end of
+    text id, without the weights: what a remote engine needs to count tokens exactly."""
+    offline = check_available(name)
+    tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=offline)
+    config = AutoConfig.from_pretrained(name, local_files_only=offline)
+    positions = next(
+        (v for a in ("n_positions", "max_position_embeddings", "n_ctx")
+         if isinstance(v := getattr(config, a, None), int) and v > 0),
+        1024,
+    )  # fmt: skip
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else config.eos_token_id
+    return tokenizer, positions, eos
 
 
 def check_available(name: str) -> bool:

@@ -12,7 +12,14 @@ import pytest
 
 from bot.app import create_bot
 from bot.cogs.story import WAITING, WRITING
-from bot.config import Config, DatabaseConfig, DiscordConfig, GenerationConfig, ModelConfig
+from bot.config import (
+    Config,
+    DatabaseConfig,
+    DiscordConfig,
+    GenerationConfig,
+    ModelConfig,
+    RemoteConfig,
+)
 from tests.discord_emulator import (
     DiscordEmulator,
     Guild,
@@ -69,12 +76,27 @@ def world(emu) -> World:
     )
 
 
+@pytest.fixture(params=["local", "openai"])
+def backend(request) -> str:
+    """Every scenario runs on both engines: the model in the bot's process, and a remote
+    OpenAI-compatible server (`transformers serve` with the same tiny model). A scenario that
+    drives the local engine's own parts says so with ``@pytest.mark.local_engine``."""
+    if request.param == "openai" and request.node.get_closest_marker("local_engine"):
+        pytest.skip("drives the local engine's sampler or batch directly")
+    return request.param
+
+
 @pytest.fixture
-def bot_config(tmp_path, tiny_model_dir, world) -> Config:
+def bot_config(request, tmp_path, tiny_model_dir, world, backend) -> Config:
     """Commands synced to both test servers at start-up, the tiny model, a fresh database."""
+    model = ModelConfig(name=str(tiny_model_dir), device="cpu", batch_wait_ms=5, backend=backend)
+    remote = RemoteConfig()
+    if backend == "openai":
+        remote = RemoteConfig(base_url=request.getfixturevalue("served"))
     return Config(
         discord=DiscordConfig(dev_guild_ids=(world.guild.id, world.second_guild.id)),
-        model=ModelConfig(name=str(tiny_model_dir), device="cpu", batch_wait_ms=5),
+        model=model,
+        remote=remote,
         database=DatabaseConfig(path=tmp_path / "storybot.db"),
         # The guard would rewrite every part of random weights (tests/test_quality.py has it).
         generation=GenerationConfig(max_new_tokens=40, user_rate=30, quality_guard=False),

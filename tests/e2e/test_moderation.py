@@ -6,6 +6,8 @@ import asyncio
 import json
 import re
 
+import pytest
+
 from bot.cogs.story import WAITING
 from tests.discord_emulator import EPHEMERAL
 from tests.e2e.conftest import answer, bot_requests, storybot, turns
@@ -47,6 +49,7 @@ async def test_a_banned_word_in_a_prompt_is_refused_and_nothing_is_stored(emu, w
     assert turns(bot_config, world.channel.id) == []
 
 
+@pytest.mark.local_engine
 async def test_a_model_scripted_to_write_a_banned_word_never_shows_it(emu, world, bot_config):
     from tests.e2e.test_storybot import ScriptedChooser
 
@@ -73,8 +76,8 @@ async def test_a_model_scripted_to_write_a_banned_word_never_shows_it(emu, world
 async def test_a_disabled_channel_refuses_and_names_where_the_bot_works(emu, world, bot_config):
     async with storybot(emu, bot_config):
         await moderate(emu, world, "settings set", key="enabled", value="off")
-        await world.mod.slash(
-            world.channel, "settings set", key="enabled", value="on", channel=world.other_channel
+        await moderate(
+            emu, world, "settings set", key="enabled", value="on", channel=world.other_channel
         )
         refused = await world.alice.slash(world.channel, "write", prompt="Hello")
         await answer(emu, refused)
@@ -110,9 +113,7 @@ async def test_only_members_with_a_listed_role_start_stories(emu, world, bot_con
 async def test_a_locked_story_takes_only_moderators(emu, world, bot_config):
     async with storybot(emu, bot_config):
         await answer(emu, await world.alice.slash(world.channel, "write", prompt="Once"))
-        await world.mod.slash(
-            world.channel, "settings set", key="locked", value="on", scope="channel"
-        )
+        await moderate(emu, world, "settings set", key="locked", value="on", scope="channel")
         refused = await world.bob.slash(world.channel, "continue", text="Bob tries.")
         await answer(emu, refused)
         await answer(emu, await world.mod.slash(world.channel, "continue", text="The mod goes on."))

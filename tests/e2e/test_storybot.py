@@ -157,6 +157,7 @@ async def test_a_member_over_the_rate_limit_is_told_when_to_retry(emu, world, bo
     assert len(after) == len(before) + 1  # only bob's generation
 
 
+@pytest.mark.local_engine
 async def test_no_payload_can_ping_anyone(emu, world, bot_config):
     role = world.guild.add_role("Everyone Important")
     prompt = f"@everyone @here <@&{role.id}> <@{world.bob.id}> <@!{world.bob.id}> listen"
@@ -187,6 +188,7 @@ async def test_no_payload_can_ping_anyone(emu, world, bot_config):
     assert "everyone" in shown and "listen" in shown  # escaped, not dropped
 
 
+@pytest.mark.local_engine
 async def test_an_answer_longer_than_a_message_arrives_in_several(emu, world, bot_config):
     config = configured(bot_config, "generation", max_new_tokens=400)
     async with storybot(emu, config) as bot:
@@ -223,6 +225,7 @@ async def test_the_story_survives_a_restart(emu, world, bot_config):
     assert [r["kind"] for r in after[len(before) :]] == ["member", "model"]
 
 
+@pytest.mark.local_engine
 async def test_a_generation_past_its_deadline_is_explained_and_the_next_works(
     emu, world, bot_config, monkeypatch
 ):
@@ -268,6 +271,7 @@ async def writing(emu, interaction) -> None:
     await asyncio.sleep(0.3)
 
 
+@pytest.mark.local_engine
 async def test_a_stop_lets_the_part_in_flight_finish_and_tells_newcomers_to_retry(
     emu, world, bot_config, monkeypatch
 ):
@@ -292,6 +296,7 @@ async def test_a_stop_lets_the_part_in_flight_finish_and_tells_newcomers_to_retr
     assert turns(config, world.other_channel.id) == []
 
 
+@pytest.mark.local_engine
 async def test_past_the_drain_limit_a_part_is_saved_as_it_is_and_marked_cut_short(
     emu, world, bot_config, monkeypatch
 ):
@@ -342,6 +347,7 @@ async def crash_while_writing(emu, world, config, monkeypatch):
     return bob, alice
 
 
+@pytest.mark.local_engine
 async def test_after_a_crash_the_next_start_tells_each_waiting_member_what_was_saved(
     emu, world, bot_config, monkeypatch
 ):
@@ -366,6 +372,7 @@ async def test_after_a_crash_the_next_start_tells_each_waiting_member_what_was_s
     assert [r["kind"] for r in turns(config, world.other_channel.id)] == ["opening", "model"]
 
 
+@pytest.mark.local_engine
 async def test_a_reply_past_its_token_lifetime_is_forgotten_not_sent(
     emu, world, bot_config, monkeypatch
 ):
@@ -387,6 +394,7 @@ async def test_a_reply_past_its_token_lifetime_is_forgotten_not_sent(
 # -- explanations ------------------------------------------------------------------------------------
 
 
+@pytest.mark.local_engine
 async def test_the_explain_button_works_after_a_restart_and_refuses_an_archived_story(
     emu, world, bot_config
 ):
@@ -426,3 +434,13 @@ async def test_a_running_bot_keeps_a_health_file_and_removes_it_when_it_stops(
         assert beat["connected"] and beat["guilds"] == 2 and not beat["draining"]
         assert abs(beat["time"] - time.time()) < 30
     assert not health.exists()
+
+
+async def test_a_process_running_one_shard_of_one_serves_its_guilds(emu, world, bot_config):
+    config = configured(bot_config, "discord", shard_count=1, shard_ids=(0,))
+    async with storybot(emu, config):
+        await answer(emu, await world.alice.slash(world.channel, "write", prompt="Shard zero"))
+
+    [identify] = [f for f in emu.gateway_log if f.direction == "from_bot" and f.op == 2]
+    assert identify.data["shard"] == [0, 1]
+    assert [r["kind"] for r in turns(config, world.channel.id)] == ["opening", "model"]
