@@ -40,7 +40,7 @@ def test_the_remote_backend_side_runs_against_transformers_serve(tmp_path):
     assert done.returncode == 0, done.stderr
     figures = json.loads(report.read_text())
     assert figures["local"]["tokens"] == 2 * 4 and figures["remote"]["tokens"] > 0
-    assert 0 < figures["remote_ms_per_request"] and 0 < figures["remote_ms_per_delta"]
+    assert figures["remote_ms_per_request"] > 0 and figures["remote_ms_per_delta"] > 0
 
 
 def test_the_capacity_benchmark_runs_the_service_against_a_stub():

@@ -138,8 +138,9 @@ Not modelled
   integration overrides only allow, never deny; ``contexts`` and
   ``dm_permission`` are stored but not checked.
 * Rate limits (no ``X-RateLimit-*`` headers, never 429), heartbeat timeouts
-  (a silent bot is never disconnected), ``session_start_limit``, multiple
-  shards, ETF encoding, zstd compression (plain text frames instead).
+  (a silent bot is never disconnected), ``session_start_limit``, the shard
+  count Discord recommends (always 1; sessions for any shard count are served), ETF
+  encoding, zstd compression (plain text frames instead).
 * Message history (``GET /channels/{id}/messages``), reactions, pins,
   threads from messages, polls, stickers, webhooks other than interaction
   tokens, guild/member/user fetch routes: all answer ``unknown_route``.

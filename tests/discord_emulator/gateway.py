@@ -1,6 +1,8 @@
 """Gateway v10: HELLO, heartbeats, IDENTIFY → READY + GUILD_CREATE, RESUME, dispatches.
 
-One bot session at a time (single shard).  Every dispatch gets a sequence
+One bot session per shard: a sharded IDENTIFY gets the guilds of its shard
+(``(guild_id >> 22) % shard_count``), and every event goes to the session of its
+guild's shard (events without a guild to shard 0).  Every dispatch gets a sequence
 number and is kept for RESUME replay, so events dispatched while the bot is
 reconnecting are delivered after it resumes, as on Discord.  Frames are JSON;
 when the bot asks for ``compress=zlib-stream`` (discord.py always does) they are
@@ -35,9 +37,10 @@ PRIVILEGED_INTENTS = discord.Intents(members=True, presences=True, message_conte
 # Close codes Discord uses for protocol errors.
 UNKNOWN_OPCODE, DECODE_ERROR, NOT_AUTHENTICATED, AUTHENTICATION_FAILED = 4001, 4002, 4003, 4004
 ALREADY_AUTHENTICATED, INVALID_SEQ, INVALID_API_VERSION, INVALID_INTENTS = 4005, 4007, 4012, 4013
-DISALLOWED_INTENTS = 4014
+INVALID_SHARD, DISALLOWED_INTENTS = 4010, 4014
 FATAL_CLOSE_CODES = {
     AUTHENTICATION_FAILED,
+    INVALID_SHARD,
     INVALID_API_VERSION,
     INVALID_INTENTS,
     DISALLOWED_INTENTS,
@@ -68,9 +71,18 @@ class _Close:
 class Session:
     """A gateway session: survives reconnects until the bot identifies afresh."""
 
-    def __init__(self, session_id: str, intents: int) -> None:
+    def owns(self, guild_id: int | None) -> bool:
+        """Whether Discord would send this guild's events here: ``(guild_id >> 22) % count``
+        is the shard; events without a guild go to shard 0."""
+        if self.shard is None:
+            return True
+        index, count = self.shard
+        return index == (0 if guild_id is None else (guild_id >> 22) % count)
+
+    def __init__(self, session_id: str, intents: int, shard: tuple[int, int] | None = None) -> None:
         self.id = session_id
         self.intents = intents
+        self.shard = shard  # (shard id, shard count), or None for an unsharded session
         self.seq = 0
         self.dispatched: list[dict[str, Any]] = []
         self.connection: Connection | None = None
@@ -117,7 +129,7 @@ class Gateway:
         self.log: list[GatewayFrame] = []
         self.connection_urls: list[str] = []
         """The URL (with query) of every websocket connection the bot opened."""
-        self.session: Session | None = None
+        self.sessions: dict[int, Session] = {}  # by shard id (0 when the bot is not sharded)
         self.connections: set[Connection] = set()
         self.identifies = 0
         self.resumes = 0
@@ -221,13 +233,23 @@ class Gateway:
                 "(pass privileged_intents= to DiscordEmulator)",
             )
             return
-        session = Session(secrets.token_hex(16), intents)
-        self.session = session
+        shard = data.get("shard")
+        if shard is not None and not (
+            isinstance(shard, list) and len(shard) == 2 and 0 <= shard[0] < shard[1]
+        ):
+            self._protocol_error(conn, INVALID_SHARD, f"IDENTIFY with shard {shard!r}")
+            return
+        session = Session(secrets.token_hex(16), intents, tuple(shard) if shard else None)
+        self.sessions[shard[0] if shard else 0] = session
         self._attach(conn, session)
         ready: dict[str, Any] = {
             "v": 10,
             "user": {**self._emu.bot_user.to_payload(), "verified": True, "mfa_enabled": False},
-            "guilds": [{"id": str(guild_id), "unavailable": True} for guild_id in self._emu.guilds],
+            "guilds": [
+                {"id": str(guild_id), "unavailable": True}
+                for guild_id in self._emu.guilds
+                if session.owns(guild_id)
+            ],
             "session_id": session.id,
             "session_type": "normal",
             "resume_gateway_url": self._emu.gateway_url,
@@ -246,7 +268,8 @@ class Gateway:
             ready["shard"] = data["shard"]
         self._dispatch_to(session, "READY", ready)
         for guild in self._emu.guilds.values():
-            self._dispatch_to(session, "GUILD_CREATE", guild.to_payload())
+            if session.owns(guild.id):
+                self._dispatch_to(session, "GUILD_CREATE", guild.to_payload())
         self.identifies += 1
 
     def _resume(self, conn: Connection, data: dict[str, Any]) -> None:
@@ -258,8 +281,8 @@ class Gateway:
         if not self._emu.token_ok(data.get("token")):
             self._protocol_error(conn, AUTHENTICATION_FAILED, "RESUME with an invalid token")
             return
-        session = self.session
-        if session is None or data.get("session_id") != session.id:
+        session = next((s for s in self.sessions.values() if s.id == data.get("session_id")), None)
+        if session is None:
             self._send(conn, {"op": INVALID_SESSION, "d": False})
             return
         seq = data.get("seq") or 0
@@ -305,9 +328,17 @@ class Gateway:
 
     # -- frames to the bot ---------------------------------------------------------------
 
+    @property
+    def session(self) -> Session | None:
+        """The bot's session (shard 0's, when it is sharded)."""
+        return self.sessions.get(0) or next(iter(self.sessions.values()), None)
+
     def dispatch(self, event: str, data: dict[str, Any], *, intent: int | None = None) -> bool:
-        """Dispatch to the bot's session; ``False`` if there is none or it lacks ``intent``."""
-        session = self.session
+        """Dispatch to the session of the shard the event's guild is on; ``False`` if there is
+        none or it lacks ``intent``."""
+        guild = data.get("guild_id") or (data.get("id") if event == "GUILD_CREATE" else None)
+        guild_id = None if guild is None else int(guild)
+        session = next((s for s in self.sessions.values() if s.owns(guild_id)), None)
         if session is None or (intent is not None and not session.intents & intent):
             return False
         self._dispatch_to(session, event, data)

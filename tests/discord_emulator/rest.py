@@ -185,7 +185,8 @@ class Rest:
         return {"url": self._emu.gateway_url}
 
     async def get_gateway_bot(self, record: RecordedRequest) -> Any:
-        limit = {"total": 1000, "remaining": 999, "reset_after": 86_400_000, "max_concurrency": 1}
+        limit = {"total": 1000, "remaining": 999, "reset_after": 86_400_000,
+                 "max_concurrency": self._emu.max_concurrency}  # fmt: skip
         return {"url": self._emu.gateway_url, "shards": 1, "session_start_limit": limit}
 
     async def get_current_user(self, record: RecordedRequest) -> Any:

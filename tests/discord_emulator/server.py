@@ -59,6 +59,9 @@ class DiscordEmulator:
             else privileged_intents
         )
         self.bot_permissions = bot_permissions
+        # How many shards may IDENTIFY at once (GET /gateway/bot's session_start_limit): 1 for
+        # most bots, 16 and more for large ones.
+        self.max_concurrency = 1
         self.snowflakes = Snowflakes(self.clock)
         self.signal = Signal()
         self.application_id = self.snowflakes.next()

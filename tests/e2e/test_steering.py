@@ -26,12 +26,15 @@ async def test_retry_three_times_then_choose_version_2_and_continue_from_it(emu,
     config = configured(bot_config, "generation", user_rate=30)
     async with storybot(emu, config):
         part = await answer(emu, await world.alice.slash(world.channel, "write", prompt="A fog"))
-        for _ in range(3):
+        for n in range(3):
             await pressed(await world.bob.click(part, button(part, "retry")))
+            # the answer is an edit of the part, which may land after the interaction is done
+            await emu.wait_for(lambda n=n: f"version {n + 2} of {n + 2}" in part.content, 30)
         assert "version 4 of 4" in part.content and "A fog" in part.content  # the opening too
         await pressed(await world.bob.click(part, button(part, "prev")))
+        await emu.wait_for(lambda: "version 3 of 4" in part.content, 30)
         await pressed(await world.bob.click(part, button(part, "prev")))
-        assert "version 2 of 4" in part.content
+        await emu.wait_for(lambda: "version 2 of 4" in part.content, 30)
         chosen = turns(config, world.channel.id)[1]["text"]
         await answer(emu, await world.alice.slash(world.channel, "continue", text="Then?"))
 

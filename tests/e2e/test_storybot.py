@@ -12,6 +12,7 @@ import time
 import pytest
 
 from bot.cogs.story import WRITING
+from bot.config import parse_config
 from bot.engine.batch import Batch
 from bot.engine.sampling import TokenChooser
 from tests.discord_emulator import EPHEMERAL, MissingPermissions
@@ -444,3 +445,77 @@ async def test_a_process_running_one_shard_of_one_serves_its_guilds(emu, world, 
     [identify] = [f for f in emu.gateway_log if f.direction == "from_bot" and f.op == 2]
     assert identify.data["shard"] == [0, 1]
     assert [r["kind"] for r in turns(config, world.channel.id)] == ["opening", "model"]
+
+
+def shards_apart(*guild_ids: int) -> int:
+    """The smallest shard count that puts each of these guilds on its own shard."""
+    return next(
+        n for n in range(2, 64) if len({(g >> 22) % n for g in guild_ids}) == len(guild_ids)
+    )
+
+
+async def later_guild(emu, world):
+    """A guild made a few milliseconds after the world's (a guild's shard comes from the time
+    in its id), with a channel and a member: (guild, channel, member)."""
+    await asyncio.sleep(0.01)
+    guild = emu.add_guild("Later")
+    return guild, guild.add_text_channel("tales"), guild.add_member("zed")
+
+
+async def test_two_shard_groups_each_serve_their_guilds_from_their_own_database(
+    emu, world, bot_config, tmp_path
+):
+    later, tales, zed = await later_guild(emu, world)
+    count = shards_apart(world.guild.id, later.id)
+    mine, theirs = (world.guild.id >> 22) % count, (later.id >> 22) % count
+    path = str(tmp_path / "stories-{shard_group}.db")
+
+    def group(shard: int):
+        return parse_config(
+            {
+                "discord": {"shard_count": count, "shard_ids": [shard],
+                            "dev_guild_ids": [world.guild.id, later.id]},
+                "model": {"name": bot_config.model.name, "device": "cpu",
+                          "backend": bot_config.model.backend},
+                "remote": {"base_url": bot_config.remote.base_url},
+                "database": {"path": path},
+                "generation": {"max_new_tokens": 8, "quality_guard": False},
+            }
+        )  # fmt: skip
+
+    first, second = group(mine), group(theirs)
+    async with storybot(emu, first), storybot(emu, second):
+        here = await world.alice.slash(world.channel, "write", prompt="In the first guild")
+        there = await zed.slash(tales, "write", prompt="In the later guild")
+        await answer(emu, here)
+        await answer(emu, there)
+
+    identifies = [
+        f.data["shard"] for f in emu.gateway_log if f.direction == "from_bot" and f.op == 2
+    ]
+    assert sorted(identifies) == sorted([[mine, count], [theirs, count]])
+    assert [r["kind"] for r in turns(first, world.channel.id)] == ["opening", "model"]
+    assert [r["kind"] for r in turns(second, tales.id)] == ["opening", "model"]
+    assert turns(first, tales.id) == [] and turns(second, world.channel.id) == []
+    assert first.database.path != second.database.path
+
+
+async def test_one_process_runs_several_shards(emu, world, bot_config):
+    later, tales, zed = await later_guild(emu, world)
+    count = shards_apart(world.guild.id, later.id)
+    config = configured(
+        bot_config, "discord", shard_count=count, dev_guild_ids=(world.guild.id, later.id)
+    )
+    emu.max_concurrency = 16  # a large bot's: every shard identifies at once
+    async with storybot(emu, config) as bot:
+        assert type(bot).__name__ == "ShardedStoryBot"
+        here = await world.alice.slash(world.channel, "write", prompt="In the first guild")
+        there = await zed.slash(tales, "write", prompt="In the later guild")
+        await answer(emu, here)
+        await answer(emu, there)
+
+    identifies = [
+        f.data["shard"] for f in emu.gateway_log if f.direction == "from_bot" and f.op == 2
+    ]
+    assert sorted(identifies) == [[n, count] for n in range(count)]
+    assert len(turns(config, world.channel.id)) == len(turns(config, tales.id)) == 2
