@@ -339,7 +339,8 @@ class ServiceCore:
         if packed is None:
             raise NotExplainable(
                 "I kept no notes on that part: it was written before explanations were kept, "
-                "or while they were turned off."
+                "while they were turned off, by a model server (which does not report them), "
+                "or its notes held a banned word."
             )
         notes = unpack(packed)
         number = next(n for n, t in enumerate(parts, 1) if t.id == turn.id)
