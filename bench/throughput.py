@@ -328,7 +328,7 @@ async def run_remote(
 
 async def bot_side_overhead(config: ModelConfig, tokenizer_dir: Path, requests: int, deltas: int):
     """What the remote engine itself costs: requests to a stub in this process that answers at
-    once, streaming one event, then ``deltas`` events. The cost of a request is the first's time;
+    once, streaming one event, then ``deltas`` events (200: enough for a steady slope). The cost of a request is the first's time;
     of a delta, the difference over the extra events. Both include the stub's own work and the
     local HTTP round trip, so they bound the bot's share from above."""
 
@@ -504,7 +504,7 @@ async def remote_against_local(args, model_dir, loaded, config, workload) -> dic
         )
         remote = await run_remote(model_dir, config, workload, url)
     print(remote.line("remote"), flush=True)
-    per_request, per_delta = await bot_side_overhead(config, model_dir, 200, args.new_tokens)
+    per_request, per_delta = await bot_side_overhead(config, model_dir, 200, 200)
     print(f"remote engine's own cost (an upper bound): {per_request * 1000:.2f} ms per request, "
           f"{per_delta * 1000:.3f} ms per streamed delta")  # fmt: skip
     return {
