@@ -587,7 +587,7 @@ class Store:
     async def banned_words(self, guild_id: int) -> list[str]:
         """The server's banned words and phrases, as they were added, in the order added."""
         rows = await self._read(
-            "SELECT word FROM banned_words WHERE guild_id = ? ORDER BY added_at, word", (guild_id,)
+            "SELECT word FROM banned_words WHERE guild_id = ? ORDER BY rowid", (guild_id,)
         )
         return [r["word"] for r in rows]
 
