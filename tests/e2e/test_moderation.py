@@ -163,11 +163,14 @@ async def test_stats_match_what_was_done(emu, world, bot_config):
 
 
 async def test_members_waiting_in_one_channel_see_their_place_in_line(emu, world, bot_config):
-    async with storybot(emu, bot_config):
+    async with storybot(emu, bot_config) as bot:
         await answer(emu, await world.alice.slash(world.channel, "write", prompt="Four friends"))
-        at_once = await asyncio.gather(
-            *(m.slash(world.channel, "continue") for m in world.members[1:5])
-        )
+        order = bot.services.service.order
+        async with order.turn(world.channel.id):  # a part is being written: all four must wait
+            at_once = await asyncio.gather(
+                *(m.slash(world.channel, "continue") for m in world.members[1:5])
+            )
+            await emu.wait_for(lambda: order.waiting(world.channel.id) == 5, 30)
         await asyncio.gather(*(answer(emu, i, timeout=60) for i in at_once))
 
     lines = {
@@ -179,9 +182,9 @@ async def test_members_waiting_in_one_channel_see_their_place_in_line(emu, world
         for i in at_once
     }
     heard = sorted(lines.values(), key=len)
-    assert heard[0] == []  # the first in line waits for no one
-    assert [len(h) for h in heard] == [0, 1, 2, 3]
-    assert heard[3][0].startswith(f"{WAITING} 3 parts ahead of yours, about")
+    assert [len(h) for h in heard] == [1, 2, 3, 4]  # each hears its place, then each step
+    assert heard[0][0].startswith(f"{WAITING} 1 part ahead of yours, about")
+    assert heard[3][0].startswith(f"{WAITING} 4 parts ahead of yours, about")
     assert heard[3][-1].startswith(f"{WAITING} 1 part ahead of yours")
     for interaction in at_once:  # and every one got its part in the end
         assert not interaction.messages[0].content.startswith(WAITING)
