@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import socket
 import statistics
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from aiohttp import web
-
+from bench.stub import event_stream, serve
 from bot.config import (
     CapsConfig,
     Config,
@@ -60,43 +57,19 @@ WORDS = [
 ]
 
 
-async def stub(deltas: int) -> tuple[web.AppRunner, int]:
-    """A server that streams ``deltas`` words and a sentence's end, at once."""
-    head = {"id": "1", "object": "text_completion", "created": 0, "model": "stub"}
-    events = [
-        json.dumps(head | {"choices": [{"index": 0, "text": " " + WORDS[n % len(WORDS)]}]})
-        for n in range(deltas - 1)
-    ]
-    events.append(json.dumps(head | {"choices": [{"index": 0, "text": "."}]}))
-    events.append(
-        json.dumps(head | {"choices": [{"index": 0, "text": "", "finish_reason": "stop"}]})
-    )
-    body = "".join(f"data: {e}\n\n" for e in events).encode() + b"data: [DONE]\n\n"
-
-    async def models(_):
-        return web.json_response({"object": "list", "data": [{"id": "stub", "object": "model"}]})
-
-    async def completions(_):
-        return web.Response(body=body, content_type="text/event-stream")
-
-    app = web.Application()
-    app.router.add_get("/v1/models", models)
-    app.router.add_post("/v1/completions", completions)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, port
+def part_events(deltas: int) -> bytes:
+    """``deltas`` streamed events: words, then a sentence's end."""
+    words = [" " + WORDS[n % len(WORDS)] for n in range(deltas - 1)]
+    return event_stream([*words, "."], "stop")
 
 
 async def run(args: argparse.Namespace, model_dir: Path, redis: str | None) -> dict[str, float]:
-    runner, port = await stub(args.deltas)
+    body = part_events(args.deltas)
+    runner, url = await serve(lambda _: body)
     with tempfile.TemporaryDirectory() as scratch:
         config = Config(
             model=ModelConfig(name=str(model_dir), backend="openai", max_queue=10_000),
-            remote=RemoteConfig(base_url=f"http://127.0.0.1:{port}/v1", model="stub"),
+            remote=RemoteConfig(base_url=url, model="stub"),
             database=DatabaseConfig(path=Path(scratch) / "capacity.db"),
             generation=GenerationConfig(
                 max_new_tokens=args.deltas, explanations=False, user_rate=600, channel_rate=6000

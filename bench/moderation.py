@@ -38,8 +38,9 @@ from pathlib import Path
 import torch
 from wordfreq import zipf_frequency
 
-from bench.quality import Part, judge
+from bench.quality import Part, SeededEngine, judge
 from bench.real_model import prepare
+from bench.stub import free_port
 from bot.banned import BannedWords
 from bot.config import CapsConfig, Config, DatabaseConfig, GenerationConfig, ModelConfig
 from bot.engine import LocalEngine
@@ -62,22 +63,14 @@ PROMPTS = [
 SEED = 2026
 
 
-class VariedEngine:
+class VariedEngine(SeededEngine):
     """The engine, with seeds set by the benchmark: each part's ``seed`` and its attempt, so the
     same part gets the same draws on both sides and a part written again gets new ones."""
 
     def __init__(self, engine: LocalEngine) -> None:
-        self.engine = engine
+        super().__init__(engine)
         self.seed = SEED
         self.attempt = 0
-
-    @property
-    def tokenizer(self):
-        return self.engine.tokenizer
-
-    @property
-    def n_positions(self) -> int:
-        return self.engine.n_positions
 
     async def generate(self, request, on_delta=None):
         self.attempt += 1
@@ -187,9 +180,7 @@ def local_redis():
     if binary is None:
         yield None
         return
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,

@@ -44,7 +44,6 @@ import json
 import math
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -55,8 +54,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
-from aiohttp import web
 
+from bench.stub import event_stream, free_port, serve
 from bot.config import ATTENTION, DEVICES, DTYPES, ModelConfig, RemoteConfig
 from bot.engine import GenerationRequest, LocalEngine, SamplingParams
 from bot.engine.loader import LoadedModel, load_model
@@ -284,9 +283,7 @@ async def run_engine(
 def transformers_serve(model_dir: Path, continuous: bool = False):
     """`transformers serve` on a free local port with ``model_dir``, for this run
     (``continuous``: with its continuous batching)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     script = Path(sys.executable).parent / "transformers"
     server = subprocess.Popen(
         [str(script) if script.exists() else "transformers", "serve", str(model_dir),
@@ -332,32 +329,10 @@ async def bot_side_overhead(config: ModelConfig, tokenizer_dir: Path, requests: 
     of a delta, the difference over the extra events. Both include the stub's own work and the
     local HTTP round trip, so they bound the bot's share from above."""
 
-    def stream(count: int, finish: str = "length") -> bytes:
-        head = {"id": "1", "object": "text_completion", "created": 0, "model": "stub"}
-        word = json.dumps(head | {"choices": [{"index": 0, "text": " word"}]})
-        last = json.dumps(head | {"choices": [{"index": 0, "text": "", "finish_reason": finish}]})
-        return (f"data: {word}\n\n" * count + f"data: {last}\n\ndata: [DONE]\n\n").encode()
-
-    bodies = {1: stream(1), deltas: stream(deltas)}
-
-    async def models(_):
-        return web.json_response({"object": "list", "data": [{"id": "stub", "object": "model"}]})
-
-    async def completions(http):
-        wanted = (await http.json())["max_tokens"]
-        return web.Response(body=bodies[wanted], content_type="text/event-stream")
-
-    app = web.Application()
-    app.router.add_get("/v1/models", models)
-    app.router.add_post("/v1/completions", completions)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    bodies = {count: event_stream([" word"] * count, "length") for count in (1, deltas)}
+    runner, url = await serve(lambda asked: bodies[asked["max_tokens"]])
     model = dataclasses.replace(config, name=str(tokenizer_dir))
-    engine = RemoteEngine(model, RemoteConfig(base_url=f"http://127.0.0.1:{port}/v1", model="stub"))
+    engine = RemoteEngine(model, RemoteConfig(base_url=url, model="stub"))
     await engine.start()
     try:
         prompt = tuple(engine.tokenizer.encode("Once upon a time"))

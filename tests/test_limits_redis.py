@@ -19,6 +19,7 @@ import pytest
 
 from bot.errors import LimitsUnavailable, RateLimited
 from bot.limits import Admission, Limit
+from tests.conftest import free_port
 
 GIVEN = os.environ.get("STORYBOT_TEST_REDIS")
 REDIS = shutil.which("redis-server")
@@ -27,12 +28,6 @@ pytestmark = pytest.mark.skipif(
     reason="redis-server is not installed (Debian: apt-get install redis-server)",
 )
 RUN = uuid.uuid4().hex[:8]  # this run's keys, apart from any earlier run's on the same server
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

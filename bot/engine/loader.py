@@ -15,6 +15,7 @@ from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -59,9 +60,8 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-def context_size(model: PreTrainedModel) -> int:
-    """How many positions the model can attend over (1024 for GPT-2)."""
-    config = model.config
+def context_size(config: PretrainedConfig) -> int:
+    """How many positions a model of this config can attend over (1024 for GPT-2)."""
     for name in ("n_positions", "max_position_embeddings", "n_ctx"):
         value = getattr(config, name, None)
         if isinstance(value, int) and value > 0:
@@ -85,11 +85,16 @@ def load_model(
         name, dtype=torch_dtype, attn_implementation=attention, local_files_only=offline
     )
     model.to(target).eval()
-    eos_id = (
-        tokenizer.eos_token_id if tokenizer.eos_token_id is not None else model.config.eos_token_id
-    )
     log.info("loaded %s on %s as %s (%s attention)", name, target, torch_dtype, attention)
-    return LoadedModel(model, tokenizer, target, torch_dtype, context_size(model), eos_id)
+    return LoadedModel(
+        model, tokenizer, target, torch_dtype, context_size(model.config),
+        eos_id(tokenizer, model.config),
+    )  # fmt: skip
+
+
+def eos_id(tokenizer, config: PretrainedConfig) -> int | None:
+    """The end-of-text id: the tokenizer's, else the model config's."""
+    return tokenizer.eos_token_id if tokenizer.eos_token_id is not None else config.eos_token_id
 
 
 def load_tokenizer(name: str) -> tuple[Any, int, int | None]:
@@ -98,13 +103,7 @@ def load_tokenizer(name: str) -> tuple[Any, int, int | None]:
     offline = check_available(name)
     tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=offline)
     config = AutoConfig.from_pretrained(name, local_files_only=offline)
-    positions = next(
-        (v for a in ("n_positions", "max_position_embeddings", "n_ctx")
-         if isinstance(v := getattr(config, a, None), int) and v > 0),
-        1024,
-    )  # fmt: skip
-    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else config.eos_token_id
-    return tokenizer, positions, eos
+    return tokenizer, context_size(config), eos_id(tokenizer, config)
 
 
 def check_available(name: str) -> bool:

@@ -81,6 +81,7 @@ class Here:
     actor: Actor
     settings: Resolved
     banned: BannedWords
+    mode: Mode  # the writing mode the settings were resolved for
 
 
 @dataclass(frozen=True)
@@ -163,10 +164,8 @@ class ServiceCore:
         self, actor: Actor, prompt: str, mode: str | None, on_progress: Progress | None
     ) -> Written:
         prompt = scrubbed(prompt)
-        here = await self._here(actor, self.mode(mode))
-        if mode is None:
-            here = await self._here(actor, self.mode(here.settings["mode"]))
-        actor, chosen = here.actor, self.mode(mode or here.settings["mode"])
+        here = await self._here(actor, None if mode is None else self.mode(mode), writing=True)
+        actor, chosen = here.actor, here.mode
         await self._allow(here, "write", mode=chosen)
         self._check_text(here, "prompt", prompt)
 
@@ -411,21 +410,32 @@ class ServiceCore:
             raise NoStory()
         return story
 
-    async def _settings(self, actor: Actor, mode: Mode) -> Resolved:
-        server, channel = ({}, {})
-        if actor.guild_id is not None:
-            server, channel = await self.store.settings(actor.guild_id, actor.channel_id)
-        return resolve(self.specs, self.config.generation, mode, server, channel)
+    async def _layers(self, actor: Actor) -> tuple[dict, dict]:
+        """The server's settings and the actor's channel's own, as stored."""
+        if actor.guild_id is None:
+            return {}, {}
+        return await self.store.settings(actor.guild_id, actor.channel_id)
 
-    async def _here(self, actor: Actor, mode: Mode | None = None) -> Here:
-        """The settings in force for ``actor`` here, whether they moderate, and the banned words."""
-        settings = await self._settings(actor, mode or await self._mode_here(actor))
+    async def _settings(self, actor: Actor, mode: Mode) -> Resolved:
+        return resolve(self.specs, self.config.generation, mode, *await self._layers(actor))
+
+    async def _here(self, actor: Actor, mode: Mode | None = None, *, writing: bool = False) -> Here:
+        """The settings in force for ``actor`` here in ``mode``, whether they moderate, and the
+        banned words. Without a mode: the channel's story's, or (``writing`` a new story) the
+        mode the channel's settings choose for ``/write``."""
+        layers = await self._layers(actor)
+        if mode is None and writing:
+            default = resolve(self.specs, self.config.generation, MODES[DEFAULT_MODE], *layers)
+            mode = self.mode(default["mode"])
+        elif mode is None:
+            mode = await self._mode_here(actor)
+        settings = resolve(self.specs, self.config.generation, mode, *layers)
         if not actor.is_moderator and set(actor.role_ids) & set(settings["moderator_roles"]):
             actor = dataclasses.replace(actor, is_moderator=True)
         words = self.config.moderation.banned_words
         if actor.guild_id is not None:
             words = (*words, *await self.store.banned_words(actor.guild_id))
-        return Here(actor, settings, _banned_words(tuple(words)))
+        return Here(actor, settings, _banned_words(tuple(words)), mode)
 
     async def _allow(self, here: Here, action: str, mode: Mode | None = None) -> None:
         """Refuse a member what the server's access settings forbid here: writing in a channel

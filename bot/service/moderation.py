@@ -83,8 +83,8 @@ class Moderation(ServiceCore):
 
     async def settings(self, actor: Actor, mode: str | None = None) -> SettingsView:
         """The settings in force in the actor's channel; moderators only."""
-        await self._require_moderator(actor)
-        resolved = await self._settings(actor, await self._mode_here(actor, mode))
+        here = await self._require_moderator(actor)
+        resolved = here.settings if mode is None else await self._settings(actor, self.mode(mode))
         return SettingsView(
             resolved,
             self.specs,
