@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -180,7 +181,7 @@ class StoryBot(commands.Bot):
             "time": time.time(),
             "pid": os.getpid(),
             "connected": self._gateway_up and not self.is_closed(),
-            "latency_ms": None if self.latency != self.latency else round(self.latency * 1000),
+            "latency_ms": round(self.latency * 1000) if math.isfinite(self.latency) else None,
             "guilds": len(self.guilds),
             "parts_in_flight": len(self._in_flight),
             "draining": self.draining,

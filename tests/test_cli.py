@@ -339,6 +339,22 @@ def test_health_says_whether_a_running_bot_is_well(tmp_path):
     assert stale.returncode == 1 and "last sign of life" in stale.stdout
 
 
+def test_the_health_file_is_written_before_the_first_heartbeat_too(tmp_path, monkeypatch):
+    """Until Discord answers a heartbeat the latency is infinite: the file says unknown."""
+    from types import SimpleNamespace
+
+    from bot.client import StoryBot
+
+    monkeypatch.setenv("STORYBOT_HOME", str(tmp_path))
+    fresh = SimpleNamespace(
+        latency=float("inf"), _gateway_up=False, is_closed=lambda: False, guilds=[],
+        _in_flight=set(), draining=False,
+    )
+    StoryBot.write_health(fresh)
+    beat = json.loads((tmp_path / "health.json").read_text())
+    assert beat["latency_ms"] is None and not beat["connected"]
+
+
 async def test_a_token_discord_refuses_is_one_line(tmp_path, tiny_model_dir):
     import asyncio
 
