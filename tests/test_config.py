@@ -154,6 +154,14 @@ def test_invalid_toml_is_an_error_naming_the_file(tmp_path):
         ("[caps]\nmax_prompt_tokens = 901", "caps.max_prompt_tokens = 901", "from 1 to 900"),
         ("[discord]\ndev_guild_ids = [-1]", "discord.dev_guild_ids = [-1]", "Discord ids"),
         ("[discord]\nmoderator_role_ids = 5", "discord.moderator_role_ids = 5", "Discord ids"),
+        ("[model]\nbackend = 'onnx'", "model.backend = 'onnx'", "local, openai, ctranslate2"),
+        (
+            "[ctranslate2]\ncompute_type = 'int4'",
+            "ctranslate2.compute_type = 'int4'",
+            "one of int8",
+        ),
+        ("[ctranslate2]\nthreads = -1", "ctranslate2.threads = -1", "from 0 to 256"),
+        ("[ctranslate2]\nfolder = 5", "ctranslate2.folder = 5", "a folder"),
     ],
 )
 def test_bad_value_names_the_key_the_value_and_what_is_allowed(tmp_path, toml, names, allowed):
