@@ -16,7 +16,7 @@ from importlib import metadata, resources
 from pathlib import Path
 
 from bot import paths
-from bot.config import CONFIG_ENV, TOKEN_ENV, Config, ConfigError, load_config
+from bot.config import CONFIG_ENV, QUANTIZATIONS, TOKEN_ENV, Config, ConfigError, load_config
 from bot.errors import DatabaseUnusable, LimitsUnavailable, ModelUnavailable
 from bot.logsafety import configure_logging
 
@@ -91,11 +91,29 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--max-new-tokens", type=int, default=None, help="1 to 1000")
     generate.add_argument("--temperature", type=float, default=None, help="0 (greedy) or more")
     generate.add_argument("--seed", type=int, default=None)
-    model = command("model", "save a model into a folder for offline use, or describe one")
+    model = command(
+        "model", "save a model into a folder for offline use, convert one, or describe one"
+    )
     models = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
     download = command("download", "save a hub model (default: the config's) into a folder", models)
     download.add_argument("name", nargs="?", help="hub id (default: model.name of the config)")
     download.add_argument("--to", help="the folder (default: models/NAME in the home folder)")
+    convert = command(
+        "convert", "convert a model for the ctranslate2 backend (int8 on the CPU) into a folder",
+        models,
+    )  # fmt: skip
+    convert.add_argument(
+        "name", nargs="?", help="hub id or model folder (default: model.name of the config)"
+    )
+    convert.add_argument(
+        "--to",
+        help="the new folder (default: [ctranslate2] folder of the config, else "
+        "models/NAME-QUANTIZATION in the home folder)",
+    )
+    convert.add_argument(
+        "--quantization", default="int8", choices=QUANTIZATIONS,
+        help="how the weights are stored (default: int8)",
+    )  # fmt: skip
     info = command("info", "what a model folder holds: architecture, size, window", models)
     info.add_argument("folder")
     backup = command("backup", "copy the database to a new file (safe while the bot runs)")
@@ -318,7 +336,8 @@ async def console(config: Config, args) -> int:
 
 
 async def generate(config: Config, args) -> int:
-    from bot.engine import GenerationRequest, LocalEngine, SamplingParams
+    from bot.app import make_engine
+    from bot.engine import GenerationRequest, SamplingParams
 
     if not args.prompt.strip():
         print("storybot generate: the prompt is empty", file=sys.stderr)
@@ -340,7 +359,7 @@ async def generate(config: Config, args) -> int:
     except ValueError as error:
         print(f"storybot generate: {error}", file=sys.stderr)
         return 2
-    engine = LocalEngine(config.model)
+    engine = make_engine(config)
     await engine.start()
     try:
         ids = tuple(engine.tokenizer.encode(args.prompt))
@@ -355,9 +374,15 @@ async def model(config: Config, args) -> int:
     from bot.engine import loader
 
     if args.model_command == "info":
-        for line in await asyncio.to_thread(loader.describe, Path(args.folder).expanduser()):
+        folder = Path(args.folder).expanduser()
+        describe = loader.describe
+        if (folder / "model.bin").is_file():  # converted for CTranslate2
+            from bot.engine.converted import describe
+        for line in await asyncio.to_thread(describe, folder):
             print(line)
         return 0
+    if args.model_command == "convert":
+        return await convert_model(config, args)
     name = args.name or config.model.name
     target = Path(args.to).expanduser() if args.to else paths.home() / "models" / name
     if target.exists() and any(target.iterdir()):
@@ -369,6 +394,29 @@ async def model(config: Config, args) -> int:
     print(f"""Saved {name} into {target} ({size / 1e6:.0f} MB).
 To use it, set in the config:  [model] name = "{target}"
 and HF_HUB_OFFLINE=1 in the environment, so that storybot never reaches for the hub.""")
+    return 0
+
+
+async def convert_model(config: Config, args) -> int:
+    """``storybot model convert``: a folder the ctranslate2 backend serves from, on its own."""
+    from bot.engine.converted import convert
+
+    name = args.name or config.model.name
+    default = paths.home() / "models" / f"{paths.model_label(name)}-{args.quantization}"
+    target = Path(args.to).expanduser() if args.to else config.ctranslate2.folder or default
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        print(f"storybot model convert: {target} is not empty; name a new folder with --to",
+              file=sys.stderr)  # fmt: skip
+        return SETUP_ERRORS
+    print(f"converting {name} into {target} ({args.quantization}) …", file=sys.stderr)
+    size = await asyncio.to_thread(convert, name, target, args.quantization)
+    print(f"""Converted {name} into {target} ({args.quantization}, {size / 1e6:.0f} MB).
+To use it, set in the config:
+  [model]
+  backend = "ctranslate2"
+  [ctranslate2]
+  folder = "{target}"
+The folder holds the tokenizer too: the bot reads nothing else, and never reaches for the hub.""")
     return 0
 
 
@@ -452,6 +500,9 @@ async def check(config: Config, args) -> int:
     if config.model.backend == "openai":
         await _check_remote(config, report)
         return min(failures, 1)
+    if config.model.backend == "ctranslate2":
+        await _check_converted(config, report)
+        return min(failures, 1)
 
     from bot.engine.loader import load_model
 
@@ -467,6 +518,30 @@ async def check(config: Config, args) -> int:
     except Exception as error:
         report(False, f"{config.model.name} did not load: {error}", "model")
     return min(failures, 1)
+
+
+async def _check_converted(config: Config, report) -> None:
+    """The ctranslate2 backend: the converted folder loads, and what it computes in."""
+    from bot.engine.converted import load_converted
+
+    c, folder = config.ctranslate2, config.ctranslate2.folder
+    try:
+        started = time.perf_counter()
+        loaded = await asyncio.to_thread(
+            load_converted, folder, config.model.device, c.compute_type, c.threads
+        )
+        seconds = time.perf_counter() - started
+        report(
+            True,
+            f"{folder} (converted from {loaded.source}, stored as {loaded.quantization}) loaded "
+            f"in {seconds:.1f}s, {loaded.n_positions} positions",
+            "model",
+        )
+        report(True, f"{loaded.device} ({loaded.compute_type}, CTranslate2)", "device")
+    except ModelUnavailable as error:
+        report(False, str(error), "model")
+    except Exception as error:
+        report(False, f"{folder} did not load: {error}", "model")
 
 
 async def _check_remote(config: Config, report) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bot.config import Config
 from bot.engine import LocalEngine
@@ -13,13 +14,16 @@ from bot.limits import Admission, ChannelOrder
 from bot.service import StoryService
 from bot.store import Store
 
+if TYPE_CHECKING:
+    from bot.engine.ctranslate2 import CTranslate2Engine
+
 
 @dataclass
 class Services:
     """Everything below the adapters, opened and ready."""
 
     store: Store
-    engine: LocalEngine | RemoteEngine
+    engine: LocalEngine | RemoteEngine | CTranslate2Engine
     service: StoryService
 
     async def close(self) -> None:
@@ -42,10 +46,16 @@ async def open_services(config: Config) -> Services:
     return Services(store, engine, service)
 
 
-def make_engine(config: Config) -> LocalEngine | RemoteEngine:
-    """The engine ``model.backend`` names: the model in this process, or a remote server."""
+def make_engine(config: Config) -> LocalEngine | RemoteEngine | CTranslate2Engine:
+    """The engine ``model.backend`` names: the model in this process, a remote server, or a
+    model converted for CTranslate2 in this process."""
     if config.model.backend == "openai":
         return RemoteEngine(config.model, config.remote)
+    if config.model.backend == "ctranslate2":
+        # Imported here: CTranslate2's native library loads only for the hosts who use it.
+        from bot.engine.ctranslate2 import CTranslate2Engine
+
+        return CTranslate2Engine(config.model, config.ctranslate2)
     return LocalEngine(config.model)
 
 

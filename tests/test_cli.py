@@ -324,6 +324,56 @@ def test_model_download_saves_a_folder_and_info_describes_it(tmp_path, tiny_mode
     assert again.returncode == 2 and "is not empty" in again.stderr
 
 
+def test_model_convert_makes_the_one_folder_the_ctranslate2_backend_needs(
+    tmp_path, tiny_model_dir, capsys
+):
+    target = tmp_path / "gpt2-int8"
+    assert main(["model", "convert", str(tiny_model_dir), "--to", str(target)]) == 0
+    out = capsys.readouterr().out
+    assert 'backend = "ctranslate2"' in out and f'folder = "{target}"' in out
+
+    assert main(["model", "info", str(target)]) == 0
+    info = capsys.readouterr().out
+    assert f"converted from: {tiny_model_dir}" in info and "stored as: int8" in info
+    assert "window: 1024 tokens" in info and "vocabulary: 50257 tokens" in info
+
+    config = tmp_path / "storybot.toml"
+    config.write_text(
+        '[model]\nbackend = "ctranslate2"\ndevice = "cpu"\n'
+        '[ctranslate2]\nfolder = "gpt2-int8"\nthreads = 1\n'  # read from the config's folder
+        f'[database]\npath = "{tmp_path / "check.db"}"\n',
+        encoding="utf-8",
+    )
+    main(["--config", str(config), "check"])
+    checked = capsys.readouterr().out.splitlines()
+    assert any(
+        line.startswith(f"[ok] model: {target} (converted from {tiny_model_dir}, stored as int8)")
+        and "1024 positions" in line
+        for line in checked
+    ), checked
+    assert any(line.startswith("[ok] device: cpu (int8") for line in checked)  # int8_float32
+
+    argv = ["--config", str(config), "generate", "--max-new-tokens", "5", "Once upon a time"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.startswith("Once upon a time")
+    assert main(["model", "convert", str(tiny_model_dir), "--to", str(target)]) == 2
+    assert "is not empty; name a new folder with --to" in capsys.readouterr().err
+
+
+def test_converting_a_model_that_is_not_there_is_one_line(tmp_path):
+    missing = tmp_path / "no-model-here"
+    result = storybot("model", "convert", str(missing), "--to", str(tmp_path / "out"), cwd=tmp_path)
+    one_clear_line(result, f"the model folder {missing} does not exist")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_ctranslate2_backend_without_its_folder_is_one_line(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[model]\nbackend = "ctranslate2"\n', encoding="utf-8")
+    result = storybot("--config", str(config), "check", cwd=tmp_path)
+    one_clear_line(result, "needs [ctranslate2] folder", "storybot model convert")
+
+
 def test_health_says_whether_a_running_bot_is_well(tmp_path):
     home = tmp_path / "home"
     env = {"STORYBOT_HOME": str(home)}
