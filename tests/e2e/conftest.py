@@ -14,6 +14,7 @@ from bot.app import create_bot
 from bot.cogs.story import WAITING, WRITING
 from bot.config import (
     Config,
+    CTranslate2Config,
     DatabaseConfig,
     DiscordConfig,
     GenerationConfig,
@@ -76,12 +77,13 @@ def world(emu) -> World:
     )
 
 
-@pytest.fixture(params=["local", "openai"])
+@pytest.fixture(params=["local", "openai", "ctranslate2"])
 def backend(request) -> str:
-    """Every scenario runs on both engines: the model in the bot's process, and a remote
-    OpenAI-compatible server (`transformers serve` with the same tiny model). A scenario that
-    drives the local engine's own parts says so with ``@pytest.mark.local_engine``."""
-    if request.param == "openai" and request.node.get_closest_marker("local_engine"):
+    """Every scenario runs on every engine: the model in the bot's process, a remote
+    OpenAI-compatible server (`transformers serve` with the same tiny model), and the same model
+    converted for CTranslate2 (int8). A scenario that drives the local engine's own parts says so
+    with ``@pytest.mark.local_engine``."""
+    if request.param != "local" and request.node.get_closest_marker("local_engine"):
         pytest.skip("drives the local engine's sampler or batch directly")
     return request.param
 
@@ -93,10 +95,14 @@ def bot_config(request, tmp_path, tiny_model_dir, world, backend) -> Config:
     remote = RemoteConfig()
     if backend == "openai":
         remote = RemoteConfig(base_url=request.getfixturevalue("served"))
+    ct2 = CTranslate2Config()
+    if backend == "ctranslate2":
+        ct2 = CTranslate2Config(folder=request.getfixturevalue("tiny_ct2_dir"), threads=1)
     return Config(
         discord=DiscordConfig(dev_guild_ids=(world.guild.id, world.second_guild.id)),
         model=model,
         remote=remote,
+        ctranslate2=ct2,
         database=DatabaseConfig(path=tmp_path / "storybot.db"),
         # The guard would rewrite every part of random weights (tests/test_quality.py has it).
         generation=GenerationConfig(max_new_tokens=40, user_rate=30, quality_guard=False),

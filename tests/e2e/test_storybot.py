@@ -478,6 +478,7 @@ async def test_two_shard_groups_each_serve_their_guilds_from_their_own_database(
                 "model": {"name": bot_config.model.name, "device": "cpu",
                           "backend": bot_config.model.backend},
                 "remote": {"base_url": bot_config.remote.base_url},
+                "ctranslate2": {"folder": str(bot_config.ctranslate2.folder or ""), "threads": 1},
                 "database": {"path": path},
                 "generation": {"max_new_tokens": 8, "quality_guard": False},
             }
