@@ -138,14 +138,15 @@ class StoryBot(commands.Bot):
         """Close the connection, then the services. A second call returns only once the first
         is through, so that nothing (``asyncio.run`` ending, for one) cuts the closing short."""
         async with self._closing:
-            if self._heartbeat is not None:
-                self._heartbeat.cancel()
-                self._heartbeat = None
-                with contextlib.suppress(OSError):
-                    (paths.home() / paths.HEALTH_NAME).unlink(missing_ok=True)
+            beating, self._heartbeat = self._heartbeat, None
+            if beating is not None:
+                beating.cancel()
             try:
                 await super().close()
             finally:
+                if beating is not None:  # after the gateway's goodbye, which writes it once more
+                    with contextlib.suppress(OSError):
+                        (paths.home() / paths.HEALTH_NAME).unlink(missing_ok=True)
                 if self.services is not None:
                     services, self.services = self.services, None
                     await services.close()
