@@ -13,7 +13,9 @@ from bot.engine.sampling import (
     StopRule,
     TextStream,
     TokenChooser,
+    nucleus_floor,
     penalty_ramp,
+    top_k_floor,
 )
 from bot.engine.types import SamplingParams
 
@@ -254,7 +256,7 @@ def test_text_stream_holds_partial_characters_and_stop_string_starts():
     assert stream.finish("Hello 🙂 THE cat ") == " "
 
 
-@pytest.mark.parametrize("top_p", [1.0, 0.99])  # the plain path and the sorted, filtering path
+@pytest.mark.parametrize("top_p", [1.0, 0.99])  # the plain path and the filtering path
 def test_sampled_tokens_follow_the_model_probabilities(top_p):
     probs = torch.tensor([0.1, 0.5, 0.0, 0.4])
     sampler = row(temperature=1.0, top_p=top_p, seed=3)
@@ -271,3 +273,33 @@ def test_an_unseeded_row_leaves_the_global_generator_alone():
     torch.manual_seed(0)
     row(temperature=1.0)
     assert torch.equal(torch.rand(3), expected)
+
+
+def sorted_nucleus(probs: torch.Tensor, top_p: float) -> tuple[set[int], set[int]]:
+    """The nucleus as a full sort defines it (likeliest first, while the mass before is within
+    top_p), in float64; and the tokens so near its edge that float32 sums may place them apart."""
+    ranked, order = probs.double().sort(descending=True)
+    before = ranked.cumsum(0) - ranked
+    first = torch.arange(len(probs)) == 0
+    edge = (before - top_p).abs() < 1e-5
+    return set(order[(before <= top_p) | first].tolist()), set(order[edge & ~first].tolist())
+
+
+@pytest.mark.parametrize("spread", [0.3, 1.0, 3.0, 8.0])  # from nearly flat to very peaked
+@pytest.mark.parametrize("top_p", [0.05, 0.5, 0.9, 0.95, 0.999])
+def test_the_nucleus_found_without_sorting_is_the_sorted_one(spread, top_p):
+    generator = torch.Generator().manual_seed(int(spread * 10) + int(top_p * 1000))
+    probs = (torch.randn(6, 50257, generator=generator) * spread).softmax(dim=-1)
+    probs[5, 100:] = 0.0  # banned tokens have no probability at all
+    probs[5] /= probs[5].sum()
+    floor = nucleus_floor(probs, torch.full((6,), top_p))
+    for row_probs, row_floor in zip(probs, floor, strict=True):
+        kept = set((row_probs >= row_floor).nonzero().squeeze(1).tolist())
+        nucleus, edge = sorted_nucleus(row_probs, top_p)
+        assert kept ^ nucleus <= edge and len(kept ^ nucleus) <= 2
+
+
+def test_top_k_floor_keeps_each_rows_k_likeliest_and_zero_means_no_limit():
+    probs = torch.tensor([[0.1, 0.4, 0.2, 0.3], [0.25, 0.25, 0.3, 0.2], [0.5, 0.2, 0.2, 0.1]])
+    floor = top_k_floor(probs, [2, 1, 0])
+    assert floor.tolist() == pytest.approx([0.3, 0.3, 0.0])

@@ -152,17 +152,21 @@ class TokenChooser:
         logits = logits.float()
         for i, row in enumerate(rows):
             row.adjust(logits[i])
-        tokens = logits.argmax(dim=-1)
         device = logits.device  # every tensor made here lives where the logits do (CPU or GPU)
+        tokens = torch.zeros(len(rows), dtype=torch.long, device=device)
         chance = torch.ones(len(rows), device=device)  # a greedy row's token is drawn for sure
-
+        greedy = [i for i, row in enumerate(rows) if row.params.greedy]
+        if greedy:
+            index = torch.tensor(greedy, dtype=torch.long, device=device)
+            tokens[index] = logits[index].argmax(dim=-1)
         sampled = [i for i, row in enumerate(rows) if not row.params.greedy]
         if sampled:
             index = torch.tensor(sampled, dtype=torch.long, device=device)
             draws = torch.cat([torch.rand(1, generator=rows[i].generator) for i in sampled])
             draws = draws.to(device)  # drawn on the CPU, from each row's own generator
             params = [rows[i].params for i in sampled]
-            tokens[index], chance[index] = self._sample(logits[index], params, draws)
+            their = logits if len(sampled) == len(rows) else logits[index]
+            tokens[index], chance[index] = self._sample(their, params, draws)
         if raw is not None:
             self._note(raw, [rows[i] for i in explained], tokens[explained], chance[explained])
         return tokens.tolist()
@@ -193,30 +197,69 @@ class TokenChooser:
         tokens and the probability each had of being drawn.
 
         ``draws`` holds one uniform number per row from the row's own generator, so a seeded row
-        samples the same token whatever else is in the batch. Rows that filter share one sort.
+        samples the same token whatever else is in the batch. Top-k and top-p each set a floor
+        under which a row's tokens are dropped, found without sorting the vocabulary.
         """
         device = logits.device
         temperature = torch.tensor([p.temperature for p in params], device=device).unsqueeze(1)
-        vocab = logits.shape[-1]
-        order = None
-        if any(p.top_k > 0 or p.top_p < 1.0 for p in params):
-            logits, order = logits.sort(dim=-1, descending=True)
-        probs = (logits / temperature).softmax(dim=-1)
-        if order is not None:
-            top_k = torch.tensor(
-                [p.top_k if p.top_k > 0 else vocab for p in params], device=device
-            ).unsqueeze(1)
-            top_p = torch.tensor([p.top_p for p in params], device=device).unsqueeze(1)
-            rank = torch.arange(vocab, device=device).unsqueeze(0)
-            mass_before = probs.cumsum(dim=-1) - probs
-            drop = (rank >= top_k) | (mass_before > top_p)
-            drop[:, 0] = False  # the most likely token always survives
-            probs = probs.masked_fill(drop, 0.0)
+        scaled = logits / temperature
+        probs = scaled.softmax(dim=-1)
+        floor = torch.zeros(len(params), device=device)
+        if any(p.top_k > 0 for p in params):
+            floor = torch.maximum(floor, top_k_floor(probs, [p.top_k for p in params]))
+        if any(p.top_p < 1.0 for p in params):
+            top_p = torch.tensor([p.top_p for p in params], device=device)
+            floor = torch.maximum(floor, nucleus_floor(probs, top_p, scaled))
+        if floor.any():
+            probs = torch.where(probs >= floor.unsqueeze(1), probs, 0.0)
         cdf = probs.cumsum(dim=-1)
         picked = torch.searchsorted(cdf, draws.unsqueeze(1) * cdf[:, -1:], right=True)
-        picked = picked.clamp_max(vocab - 1)
+        picked = picked.clamp_max(probs.shape[-1] - 1)
         chance = (probs.gather(1, picked) / cdf[:, -1:]).squeeze(1)
-        return (picked if order is None else order.gather(1, picked)).squeeze(1), chance
+        return picked.squeeze(1), chance
+
+
+NUCLEUS_BINS = 512  # the histogram's bins, each 1/16 of a nat (about 6 %) below the one before
+BINS_PER_NAT = 16
+
+
+def top_k_floor(probs: torch.Tensor, top_k: Sequence[int]) -> torch.Tensor:
+    """Per row, the probability of its ``top_k``-th likeliest token (0 where top_k is 0)."""
+    largest = probs.topk(max(top_k), dim=-1).values
+    k = torch.tensor([max(k, 1) - 1 for k in top_k], device=probs.device).unsqueeze(1)
+    floor = largest.gather(1, k).squeeze(1)
+    return floor.masked_fill(torch.tensor(top_k, device=probs.device) == 0, 0.0)
+
+
+def nucleus_floor(
+    probs: torch.Tensor, top_p: torch.Tensor, logits: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per row, the smallest probability its nucleus keeps: tokens are kept likeliest first while
+    those before them hold at most ``top_p`` of the mass (the likeliest always).
+
+    Without sorting the vocabulary: a histogram of the probabilities on a log scale, weighted by
+    the probabilities, says which bin the nucleus ends in; only that bin's tokens are sorted.
+    ``logits`` (whose softmax ``probs`` is) spares taking logarithms.
+    """
+    if logits is None:
+        logits = probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
+    depth = (logits.amax(dim=-1, keepdim=True) - logits) * BINS_PER_NAT
+    bins = depth.clamp_(0, NUCLEUS_BINS - 1).long()
+    mass = probs.new_zeros((probs.shape[0], NUCLEUS_BINS)).scatter_add_(1, bins, probs)
+    through = mass.cumsum(dim=1)
+    last = (through <= top_p.unsqueeze(1)).sum(dim=1, keepdim=True)  # the bin it ends in
+    everything = last.squeeze(1) >= NUCLEUS_BINS  # rounding: the whole mass is within top_p
+    last = last.clamp_max(NUCLEUS_BINS - 1)
+    before = (through.gather(1, last) - mass.gather(1, last)).squeeze(1)  # likelier bins' mass
+    in_last = bins == last
+    candidates = torch.where(in_last, probs, 0.0)
+    ranked = candidates.topk(int(in_last.sum(dim=1).max()), dim=-1).values
+    kept = (before.unsqueeze(1) + ranked.cumsum(dim=1) - ranked <= top_p.unsqueeze(1)) & (
+        ranked > 0
+    )
+    count = kept.sum(dim=1, keepdim=True).clamp_min(1)
+    floor = ranked.gather(1, count - 1).squeeze(1)
+    return floor.masked_fill(everything, 0.0)
 
 
 class StopRule:
