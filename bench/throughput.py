@@ -44,6 +44,7 @@ import json
 import math
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -69,6 +70,9 @@ TOP_P = 0.95
 HEARTBEAT_S = 0.010
 WARMUP_TOKENS = 4
 SEED = 1234
+STORY_REPEATS = 5  # stories measured with --story-tokens (the median is reported)
+PART_TOKENS = 60  # the story's latest part, written before the measured turn
+PART_CUT = 10  # tokens the bot's cleanup cuts from it (to a sentence end)
 NO_TIMEOUT_S = 24 * 3600.0  # a slow run should report its figures, not time its requests out
 
 # One request in (its prompt and sampling settings), the number of tokens it generated out.
@@ -125,10 +129,25 @@ class SideResult:
     loop_lag_p99_ms: float
     loop_lag_max_ms: float
 
+    @classmethod
+    def of(
+        cls, wall: float, tokens: int, latencies: Sequence[float], lags: Sequence[float]
+    ) -> SideResult:
+        """The figures of a run that took ``wall`` seconds."""
+        return cls(
+            wall_s=wall,
+            tokens=tokens,
+            tokens_per_s=tokens / wall,
+            latency_p50_s=percentile(latencies, 50),
+            latency_p95_s=percentile(latencies, 95),
+            loop_lag_p99_ms=percentile(lags or [0.0], 99) * 1000,
+            loop_lag_max_ms=max(lags or [0.0]) * 1000,
+        )
+
     def line(self, name: str) -> str:
         """The figures on one line, labelled ``name``."""
         return (
-            f"{name:<8} wall {self.wall_s:7.2f} s | {self.tokens_per_s:7.1f} tokens/s | "
+            f"{name:<13} wall {self.wall_s:7.2f} s | {self.tokens_per_s:7.1f} tokens/s | "
             f"latency p50 {self.latency_p50_s:6.2f} s p95 {self.latency_p95_s:6.2f} s | "
             f"loop lag p99 {self.loop_lag_p99_ms:6.1f} ms max {self.loop_lag_max_ms:6.1f} ms"
         )
@@ -155,7 +174,8 @@ def make_workload(tokenizer, args: argparse.Namespace) -> Workload:
     """The seeded request set for this run."""
     rng = random.Random(SEED)
     prompts = make_prompts(tokenizer, args.requests, args.prompt_tokens, rng)
-    arrivals = sorted(rng.uniform(0, args.stagger) for _ in range(args.requests))
+    spread = args.stagger if args.arrivals == "staggered" else 0.0
+    arrivals = sorted(rng.uniform(0, spread) for _ in range(args.requests))
     params = SamplingParams(
         temperature=TEMPERATURE,
         top_p=TOP_P,
@@ -211,48 +231,66 @@ async def run_side(submit: Submit, workload: Workload) -> SideResult:
             *(one(p, t) for p, t in zip(workload.prompts, workload.arrivals, strict=True))
         )
     wall = loop.time() - start
-    latencies = [latency for latency, _ in done]
-    tokens = sum(count for _, count in done)
-    return SideResult(
-        wall_s=wall,
-        tokens=tokens,
-        tokens_per_s=tokens / wall,
-        latency_p50_s=percentile(latencies, 50),
-        latency_p95_s=percentile(latencies, 95),
-        loop_lag_p99_ms=percentile(lags or [0.0], 99) * 1000,
-        loop_lag_max_ms=max(lags or [0.0]) * 1000,
-    )
+    return SideResult.of(wall, sum(count for _, count in done), [t for t, _ in done], lags)
 
 
 # -- the two sides ----------------------------------------------------------------------------
 
 
-def hf_generate(loaded: LoadedModel, prompt: tuple[int, ...], params: SamplingParams) -> int:
-    """One Hugging Face ``generate`` call with ``params``; returns how many tokens it added."""
-    input_ids = torch.tensor([prompt], device=loaded.device)
+def hf_generate(
+    loaded: LoadedModel, prompts: Sequence[tuple[int, ...]], params: SamplingParams
+) -> int:
+    """One Hugging Face ``generate`` call with ``params`` for all ``prompts`` at once, padded on
+    the left to the longest (static batching); returns how many tokens it added in all."""
+    longest = max(len(p) for p in prompts)
+    pad = loaded.eos_id or 0
+    input_ids = torch.tensor([[pad] * (longest - len(p)) + list(p) for p in prompts])
+    mask = torch.tensor([[0] * (longest - len(p)) + [1] * len(p) for p in prompts])
     with torch.inference_mode():
         output = loaded.model.generate(
-            input_ids=input_ids,
-            attention_mask=torch.ones_like(input_ids),
+            input_ids=input_ids.to(loaded.device),
+            attention_mask=mask.to(loaded.device),
             do_sample=True,
             temperature=params.temperature,
             top_p=params.top_p,
             top_k=params.top_k,
             min_new_tokens=params.min_new_tokens,
             max_new_tokens=params.max_new_tokens,
-            pad_token_id=loaded.eos_id,
+            pad_token_id=pad,
         )
-    return output.shape[1] - input_ids.shape[1]
+    return (output.shape[1] - longest) * len(prompts)
+
+
+def generating_in(executor: ThreadPoolExecutor, loaded: LoadedModel) -> Submit:
+    """A submit that runs one ``generate`` per request on ``executor``."""
+    loop = asyncio.get_running_loop()
+
+    def submit(prompt: tuple[int, ...], params: SamplingParams) -> asyncio.Future[int]:
+        return loop.run_in_executor(executor, hf_generate, loaded, [prompt], params)
+
+    return submit
+
+
+async def run_static(loaded: LoadedModel, workload: Workload) -> SideResult:
+    """All requests in one padded ``generate``, started when the last one has arrived."""
+    loop = asyncio.get_running_loop()
+    with ThreadPoolExecutor(1, thread_name_prefix="bench-static") as executor:
+        await workload.warm_up(generating_in(executor, loaded))
+        start = loop.time()
+        async with loop_lag() as lags:
+            await asyncio.sleep(max(workload.arrivals))
+            tokens = await loop.run_in_executor(
+                executor, hf_generate, loaded, workload.prompts, workload.params
+            )
+        end = loop.time()
+    latencies = [end - (start + offset) for offset in workload.arrivals]
+    return SideResult.of(end - start, tokens, latencies, lags)
 
 
 async def run_baseline(loaded: LoadedModel, workload: Workload) -> SideResult:
     """One ``generate`` per request, in arrival order, on a single-thread executor."""
-    loop = asyncio.get_running_loop()
     with ThreadPoolExecutor(1, thread_name_prefix="bench-baseline") as executor:
-
-        def submit(prompt: tuple[int, ...], params: SamplingParams) -> asyncio.Future[int]:
-            return loop.run_in_executor(executor, hf_generate, loaded, prompt, params)
-
+        submit = generating_in(executor, loaded)
         await workload.warm_up(submit)
         return await run_side(submit, workload)
 
@@ -368,7 +406,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-batch-size", type=int, help="the engine's; default: --requests")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads; default: torch's")
     parser.add_argument(
-        "--stagger", type=float, default=0.5, help="arrival spread, s; default: 0.5"
+        "--arrivals",
+        choices=("burst", "staggered"),
+        default="staggered",
+        help="burst: every request at once; staggered: at random moments over --stagger seconds "
+        "(default)",
+    )
+    parser.add_argument(
+        "--stagger", type=float, default=4.0, help="staggered arrivals' spread, s; default: 4"
+    )
+    parser.add_argument(
+        "--story-tokens",
+        type=int,
+        help="instead: time to the first token of a /continue on a story this long, with the "
+        "story's context encoded afresh and reused",
     )
     parser.add_argument("--tiny", action="store_true", help="a 2-layer model, for a smoke run")
     parser.add_argument(
@@ -398,7 +449,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "notes' overhead",
     )
     args = parser.parse_args(argv)
-    for name in ("requests", "new_tokens", "prompt_tokens", "max_batch_size", "threads"):
+    for name in (
+        "requests",
+        "new_tokens",
+        "prompt_tokens",
+        "max_batch_size",
+        "threads",
+        "story_tokens",
+    ):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -420,7 +478,9 @@ def settings(args: argparse.Namespace, loaded: LoadedModel) -> dict[str, object]
         "batching": "static" if args.static else "continuous",
         "compile": args.compile,
         "attention": args.attention,
-        "stagger_s": args.stagger,
+        "arrivals": args.arrivals,
+        "stagger_s": args.stagger if args.arrivals == "staggered" else 0.0,
+        "story_tokens": args.story_tokens,
         "temperature": TEMPERATURE,
         "top_p": TOP_P,
         "seed": SEED,
@@ -453,20 +513,81 @@ async def benchmark(args: argparse.Namespace, model_dir: Path) -> dict[str, obje
     if args.backend == "openai":
         return report | await remote_against_local(args, model_dir, loaded, config, workload)
 
-    baseline = await run_baseline(loaded, workload)
-    print(baseline.line("baseline"), flush=True)
-    ours = await run_engine(loaded, config, workload)
-    print(ours.line("ours"), flush=True)
+    if args.story_tokens:
+        return report | await first_token_on_a_long_story(args, loaded, config)
 
-    assert baseline.tokens == ours.tokens, f"baseline {baseline.tokens} != ours {ours.tokens}"
-    print(f"generated tokens: {ours.tokens} on each side")
-    speedup = ours.tokens_per_s / baseline.tokens_per_s
-    return report | {
-        "baseline": dataclasses.asdict(baseline),
-        "ours": dataclasses.asdict(ours),
-        "generated_tokens": ours.tokens,
-        "speedup": speedup,
-    }
+    sides = {"baseline": await run_baseline(loaded, workload)}
+    print(sides["baseline"].line("one-at-a-time"), flush=True)
+    sides["static"] = await run_static(loaded, workload)
+    print(sides["static"].line("static"), flush=True)
+    sides["ours"] = await run_engine(loaded, config, workload)
+    print(sides["ours"].line("ours"), flush=True)
+    tokens = {side.tokens for side in sides.values()}
+    assert len(tokens) == 1, f"the sides generated different numbers of tokens: {sides}"
+    print(f"generated tokens: {sides['ours'].tokens} on each side")
+    ours = sides["ours"].tokens_per_s
+    return (
+        report
+        | {name: dataclasses.asdict(side) for name, side in sides.items()}
+        | {
+            "generated_tokens": sides["ours"].tokens,
+            "speedup": ours / sides["baseline"].tokens_per_s,
+            "ratios": {"vs_static": ours / sides["static"].tokens_per_s},
+        }
+    )
+
+
+async def first_token_on_a_long_story(
+    args: argparse.Namespace, loaded: LoadedModel, config: ModelConfig
+) -> dict[str, object]:
+    """Time to the first token of a ``/continue`` on a story of ``--story-tokens`` tokens, with
+    the story's context encoded afresh and with the engine reusing what its last part encoded.
+
+    As in the bot: the engine first writes the story's latest part (``PART_TOKENS``) after the
+    rest of it; the next turn's context is the same story, that part cut to a sentence end (10
+    tokens fewer) and a member's line, ``--story-tokens`` in all; the figures are how long the
+    engine takes to write that turn's first token, and its whole part of ``--new-tokens``.
+    """
+    rng = random.Random(SEED)
+    stories = make_prompts(loaded.tokenizer, STORY_REPEATS, args.story_tokens, rng)
+    figures: dict[str, dict[str, list[float]]] = {}
+    for side, budget in (("re-encode", 0), ("reuse", config.prefix_cache_mb)):
+        engine = LocalEngine(dataclasses.replace(config, prefix_cache_mb=budget), loaded=loaded)
+        await engine.start()
+        try:
+            first, whole = [], []
+            for story in stories:
+                turn = await next_turn(engine, story, args.story_tokens)
+                part = SamplingParams(
+                    temperature=TEMPERATURE, top_p=TOP_P, min_new_tokens=args.new_tokens,
+                    max_new_tokens=args.new_tokens,
+                )  # fmt: skip
+                result = await engine.generate(GenerationRequest(turn, part))
+                first.append(result.first_token_s)
+                whole.append(result.elapsed_s)
+            figures[side] = {"first_token_s": first, "part_s": whole}
+            hits = engine.stats().prefix_hits
+        finally:
+            await engine.close()
+        print(f"{side:<10} first token {statistics.median(first):6.3f} s | whole part of "
+              f"{args.new_tokens} tokens {statistics.median(whole):6.2f} s | median of "
+              f"{len(first)} stories of {args.story_tokens} tokens | stored-context hits {hits}",
+              flush=True)  # fmt: skip
+    ratio = statistics.median(figures["reuse"]["first_token_s"]) / statistics.median(
+        figures["re-encode"]["first_token_s"]
+    )
+    return {"stories": figures, "speedup": 1 / ratio, "ratios": {"first_token_reuse/full": ratio}}
+
+
+async def next_turn(engine: LocalEngine, story: tuple[int, ...], length: int) -> tuple[int, ...]:
+    """Write the story's latest part with ``engine``; the next turn's context of ``length``."""
+    member_line = tuple(engine.tokenizer.encode(" Then the door opened and Mara stepped inside."))
+    before = story[: length - PART_TOKENS - len(member_line) + PART_CUT]
+    params = SamplingParams(
+        temperature=TEMPERATURE, top_p=TOP_P, min_new_tokens=PART_TOKENS, max_new_tokens=PART_TOKENS
+    )
+    part = (await engine.generate(GenerationRequest(before, params))).token_ids
+    return before + part[: PART_TOKENS - PART_CUT] + member_line
 
 
 async def remote_against_local(args, model_dir, loaded, config, workload) -> dict[str, object]:
@@ -524,7 +645,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         report = asyncio.run(benchmark(args, model_dir))
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"speedup={report['speedup']:.2f}")
+    ratios = "".join(f" {name}={value:.2f}" for name, value in report.get("ratios", {}).items())
+    print(f"speedup={report['speedup']:.2f}{ratios}")
 
 
 if __name__ == "__main__":

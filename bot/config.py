@@ -100,6 +100,8 @@ class ModelConfig:
     max_queue: int = 64
     request_timeout_s: float = 120.0
     context_tokens: int = 1024
+    # The encoded contexts of recent stories, kept so a turn encodes only its new tokens (0: off).
+    prefix_cache_mb: int = 1024
 
 
 @dataclass(frozen=True)
@@ -323,6 +325,7 @@ def parse_config(
         max_queue=s.integer("max_queue", d.max_queue, 1, 10_000),
         request_timeout_s=s.number("request_timeout_s", d.request_timeout_s, 1, 840),
         context_tokens=s.integer("context_tokens", d.context_tokens, 64, 131_072),
+        prefix_cache_mb=s.integer("prefix_cache_mb", d.prefix_cache_mb, 0, 1_048_576),
     )
     s.done()
 

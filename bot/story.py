@@ -165,9 +165,15 @@ def build_context(
     budget: int,
     memory: str = "",
     note: str = "",
+    step: int = 0,
 ) -> Context:
     """The framing, the story's memory and its opening (pinned) plus as many recent turns as fit
     in ``budget`` tokens, with the author's note ``NOTE_DEPTH`` turns before the end.
+
+    ``step``: when older turns must be left out, they are left out ``step`` tokens at a time
+    (counted from the start of the turns after the opening), so the context keeps the same start
+    for several turns and an engine that stored it encodes only what is new; the context is then
+    between ``budget - step`` and ``budget`` tokens. 0 fills the budget every time.
 
     Memory and note have caps of their own (``caps.max_memory_tokens``, ``max_note_tokens``):
     the memory is part of the pinned head, the note a paragraph among the newest turns, so that
@@ -184,7 +190,7 @@ def build_context(
         framing = f"{framing}{memory.strip()}{TURN_SEPARATOR}"
     opening, rest = (turns[0], turns[1:]) if turns and turns[0].kind == "opening" else (None, turns)
     if note:
-        context = _with_note(tokenizer, framing, opening, list(rest), budget, note)
+        context = _with_note(tokenizer, framing, opening, list(rest), budget, note, step)
         if context is not None:
             return context
     texts = ([opening.text] if opening else []) + [turn.text for turn in rest]
@@ -226,6 +232,11 @@ def build_context(
     body_tokens = bisect.bisect_left(starts, body_end)
     first = body_tokens if not rest else bisect.bisect_left(starts, piece_starts[0])
     first = max(first, body_tokens - (room - len(encode_open(tokenizer, head + TURN_SEPARATOR))))
+    if step and rest:
+        # Round the cut up to the grid, but never into the newest turn.
+        start = bisect.bisect_left(starts, piece_starts[0])
+        gridded = start + -(-(first - start) // step) * step
+        first = min(gridded, max(first, bisect.bisect_left(starts, piece_starts[-1])))
     while True:
         tail_start = starts[first] if first < body_tokens else body_end
         tail = whole[tail_start:body_end].strip()
@@ -249,12 +260,12 @@ def author_note(note: str) -> str:
     return f"[Author's note: {note.strip()}]"
 
 
-def _with_note(tokenizer, framing, opening, rest, budget, note) -> Context | None:
+def _with_note(tokenizer, framing, opening, rest, budget, note, step) -> Context | None:
     """The context with the note among the newest turns; None when the note does not fit."""
     at = max(0, len(rest) - NOTE_DEPTH)
     marker = Turn(-1, -1, -1, "member", None, author_note(note), None, "")
     turns = ([opening] if opening else []) + rest[:at] + [marker] + rest[at:]
-    context = build_context(tokenizer, framing, turns, budget)
+    context = build_context(tokenizer, framing, turns, budget, step=step)
     if author_note(note) not in context.text:
         return None  # a tiny budget: better the newest turns than the note
     return dataclasses.replace(context, turns_included=context.turns_included - 1)

@@ -102,8 +102,12 @@ async def write_part(
         min_new_tokens=min(8, max_new),
     )
     framing = mode.framing(story.created_at)
+    budget = window - max_new
+    # A long story leaves out its older turns a quarter of the budget at a time, so that its
+    # context keeps its start for a few turns: the engine's stored context of the last part
+    # then spares it encoding the whole story again.
     context = build_context(
-        engine.tokenizer, framing, turns, window - max_new, story.memory, story.note
+        engine.tokenizer, framing, turns, budget, story.memory, story.note, step=budget // 4
     )
     banned = banned or None
     if banned is not None and on_progress is not None:

@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_benchmark_runs_both_sides_and_reports_the_ratio(tmp_path):
+def test_the_benchmark_runs_every_side_and_reports_the_ratios(tmp_path):
     report = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, "-m", "bench.throughput", "--tiny", "--requests", "3", "--new-tokens", "4",
@@ -21,11 +21,34 @@ def test_the_benchmark_runs_both_sides_and_reports_the_ratio(tmp_path):
         env=os.environ | {"HF_HUB_OFFLINE": "1"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert re.fullmatch(r"speedup=\d+\.\d\d", done.stdout.strip().splitlines()[-1])
+    last = done.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"speedup=\d+\.\d\d vs_static=\d+\.\d\d", last)
     figures = json.loads(report.read_text())
-    assert figures["baseline"]["tokens"] == figures["ours"]["tokens"] == 3 * 4
-    for side in ("baseline", "ours"):
+    sides = ("baseline", "static", "ours")
+    assert [figures[side]["tokens"] for side in sides] == [3 * 4] * 3
+    for side in sides:
         assert figures[side]["wall_s"] > 0 and figures[side]["latency_p95_s"] > 0
+
+
+def test_the_long_story_mode_times_the_first_token_with_and_without_reuse(tmp_path):
+    report = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.throughput", "--tiny", "--story-tokens", "300",
+         "--new-tokens", "4", "--threads", "1", "--json", str(report)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env=os.environ | {"HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"reuse .* stored-context hits 5$", done.stdout, re.MULTILINE)
+    assert re.fullmatch(
+        r"speedup=\d+\.\d\d first_token_reuse/full=\d+\.\d\d", done.stdout.strip().splitlines()[-1]
+    )
+    stories = json.loads(report.read_text())["stories"]
+    for side in ("re-encode", "reuse"):
+        assert len(stories[side]["first_token_s"]) == 5
+        assert all(0 < first <= whole for first, whole in zip(
+            stories[side]["first_token_s"], stories[side]["part_s"], strict=True
+        ))  # fmt: skip
 
 
 def test_the_remote_backend_side_runs_against_transformers_serve(tmp_path):

@@ -242,10 +242,10 @@ async def test_out_of_memory_splits_the_batch_and_every_request_still_finishes(e
 async def test_a_request_that_cannot_fit_even_alone_fails_and_others_go_on(engine, monkeypatch):
     real_prefill = Batch.prefill
 
-    def prefill(self, context):
-        if len(context) > 100:
+    def prefill(self, contexts):
+        if sum(map(len, contexts)) > 100:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real_prefill(self, context)
+        return real_prefill(self, contexts)
 
     monkeypatch.setattr(Batch, "prefill", prefill)
     big = engine.generate(GenerationRequest(tuple(range(200, 400)), GREEDY))
@@ -361,12 +361,12 @@ async def test_a_crash_while_admitting_fails_those_requests_instead_of_losing_th
     real_add = Batch.add
     crashes = 1
 
-    def add_then_crash(self, row, cache):
+    def add_then_crash(self, rows, prefilled):
         nonlocal crashes
         if crashes:
             crashes -= 1
             raise RuntimeError("a bug in splicing")
-        return real_add(self, row, cache)
+        return real_add(self, rows, prefilled)
 
     monkeypatch.setattr(Batch, "add", add_then_crash)
     requests = [GenerationRequest(ids(engine, p), GREEDY) for p in ("One", "Two", "Three")]
@@ -538,3 +538,79 @@ async def test_an_explanation_is_the_same_batched_or_alone(engine):
         assert a.token == b.token and a.rank == b.rank
         assert a.p_model == pytest.approx(b.p_model, abs=1e-4)
         assert a.p == pytest.approx(b.p, abs=1e-4)
+
+
+STORY = " ".join(["The lighthouse keeper climbed the stairs and lit the great lamp again."] * 12)
+
+
+async def test_the_next_turn_resumes_from_the_stored_context_and_writes_the_same(
+    config, tiny_loaded
+):
+    """Greedy output is the same whether a turn encodes the whole story or only what is new."""
+    results = {}
+    for budget in (0, 64):
+        engine = await started(config, tiny_loaded, prefix_cache_mb=budget)
+        try:
+            story = ids(engine, STORY)
+            part = await engine.generate(GenerationRequest(story, GREEDY))
+            turn = story + part.token_ids[:-4] + ids(engine, " Then a ship came.")
+            results[budget] = (part, await engine.generate(GenerationRequest(turn, GREEDY)))
+            stats = engine.stats()
+        finally:
+            await engine.close()
+        assert stats.prefix_hits == (1 if budget else 0)
+        assert (stats.prefix_mb > 0) == bool(budget)  # the second turn stored its context too
+    assert [r.token_ids for r in results[64]] == [r.token_ids for r in results[0]]
+
+
+async def test_a_story_trimmed_from_the_front_or_edited_early_is_encoded_afresh(engine):
+    story = ids(engine, STORY)
+    part = await engine.generate(GenerationRequest(story, GREEDY))
+    trimmed = story[40:] + part.token_ids
+    edited = (story[0] + 1, *story[1:], *part.token_ids)
+    fresh = [await engine.generate(GenerationRequest(p, GREEDY)) for p in (trimmed, edited)]
+    assert engine.stats().prefix_hits == 0
+    for prompt, result in zip((trimmed, edited), fresh, strict=True):
+        alone = await started_alone(engine, prompt)
+        assert result.token_ids == alone
+
+
+async def started_alone(engine: LocalEngine, prompt) -> tuple[int, ...]:
+    """What an engine without stored contexts writes greedily after ``prompt``."""
+    fresh = LocalEngine(dataclasses.replace(engine.config, prefix_cache_mb=0), loaded=engine.loaded)
+    await fresh.start()
+    try:
+        return (await fresh.generate(GenerationRequest(prompt, GREEDY))).token_ids
+    finally:
+        await fresh.close()
+
+
+async def test_a_retry_of_a_part_resumes_from_the_context_its_first_version_left(engine):
+    story = ids(engine, STORY)
+    first = await engine.generate(GenerationRequest(story, GREEDY))
+    again = await engine.generate(GenerationRequest(story, GREEDY))
+    assert engine.stats().prefix_hits == 1 and again.token_ids == first.token_ids
+    assert first.first_token_s is not None and 0 < first.first_token_s <= first.elapsed_s
+
+
+async def test_requests_arriving_together_are_encoded_in_one_pass(config, tiny_loaded):
+    engine = await started(config, tiny_loaded, prefix_cache_mb=0, batch_wait_ms=200)
+    prompts = ["Once upon a time", "It was a dark night", "The ship sailed at dawn"]
+    requests = [GenerationRequest(ids(engine, p), GREEDY) for p in prompts]
+    try:
+        solo = [await engine.generate(r) for r in requests]
+        shapes = []
+        hook = engine.loaded.model.register_forward_pre_hook(
+            lambda _, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)),
+            with_kwargs=True,
+        )
+        try:
+            together = await asyncio.gather(*(engine.generate(r) for r in requests))
+        finally:
+            hook.remove()
+    finally:
+        await engine.close()
+    longest = max(len(r.prompt_ids) for r in requests)
+    assert shapes[0] == (3, longest)  # one prefill, padded to the longest prompt
+    assert all(shape == (3, 1) for shape in shapes[1:])
+    assert [r.token_ids for r in together] == [r.token_ids for r in solo]

@@ -8,6 +8,8 @@ is two newlines (198 198): a context must end the second way, as running text do
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from transformers import AutoTokenizer
 
@@ -161,6 +163,40 @@ def test_long_story_is_cut_to_the_budget_keeping_the_opening_and_the_newest_turn
     assert context.turns_dropped > 0
     assert context.turns_included + context.turns_dropped == len(turns) - 1
     assert context.truncated  # the oldest turn that made it in was cut on a token boundary
+
+
+def test_a_long_story_leaves_out_old_turns_in_steps_and_keeps_its_start_meanwhile(
+    tokenizer, family
+):
+    """Turn after turn, each context starts like the one before (so a stored encoding of it can
+    be reused) until the next step of old turns is left out; never over the budget, never under
+    it by more than the step."""
+    budget, step = 300, 100  # a step of about six turns
+    turns = long_story(80)
+    contexts = [
+        build_context(tokenizer, CHAPTER, turns[:n], budget, step=step) for n in range(40, 81)
+    ]
+    kept_start = 0
+    for before, after in itertools.pairwise(contexts):
+        assert budget - step - 2 <= len(after.ids) <= budget
+        assert_running_text(tokenizer, family, after)
+        assert paragraphs(after.text)[:2] == ["Chapter One", turns[0].text]
+        if after.ids[: len(before.ids) - 2] == before.ids[:-2]:  # all but its final break
+            kept_start += 1
+    assert kept_start >= len(contexts) * 0.6  # most turns reuse the context before them
+    unstepped = [build_context(tokenizer, CHAPTER, turns[:n], budget) for n in range(40, 81)]
+    assert not any(
+        after.ids[: len(before.ids) - 2] == before.ids[:-2]
+        for before, after in itertools.pairwise(unstepped)
+    )
+
+
+def test_a_step_never_cuts_into_the_newest_turn(tokenizer, family):
+    long_line = " ".join(["The sea was grey and the wind was cold."] * 12)
+    turns = make_turns("The lighthouse keeper found a bottle.", *(["Short line."] * 20), long_line)
+    context = build_context(tokenizer, CHAPTER, turns, budget=200, step=150)
+    assert context.text.endswith(long_line + "\n\n")
+    assert len(context.ids) <= 200
 
 
 @pytest.mark.parametrize("framing", ["", CHAPTER, MODES["news"].framing("2024-03-05T10:00:00")])

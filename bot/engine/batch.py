@@ -2,18 +2,23 @@
 
 Rows of different lengths share one cache by left padding: a row shorter than the batch has zeros
 in front of its keys and values and zeros in its attention mask there, so it never attends to them.
-A new row is prefilled alone and then spliced in; a finished row is cut out and the padding that
-no remaining row needs is trimmed. Everything here runs on the engine's worker thread.
+New rows are prefilled together (or after a stored prefix of their context) and then spliced in; a
+finished row is cut out and the padding that no remaining row needs is trimmed. The cache grows in
+place (``kvcache.GrowingLayer``), so a step copies nothing but its new position. Everything here
+runs on the engine's worker thread.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
+from transformers.cache_utils import Cache
 
+from bot.engine.kvcache import Prefix, growing_cache
 from bot.engine.sampling import RowSampler, StopRule, TextStream
 
 
@@ -31,6 +36,23 @@ class Row:
     generated: list[int] = field(default_factory=list)
 
 
+@dataclass(eq=False)
+class Prefilled:
+    """Rows encoded together, ready to join the batch: their cache, mask and next-token logits."""
+
+    cache: Cache
+    mask: torch.Tensor  # [rows, length]: 0 where a row is padded on the left
+    logits: torch.Tensor  # [rows, vocab]: after each row's last token
+
+    def select(self, index: list[int]) -> Prefilled:
+        """Only the rows at ``index`` (all of them: this one)."""
+        if len(index) == self.mask.shape[0]:
+            return self
+        kept = torch.tensor(index, dtype=torch.long, device=self.mask.device)
+        self.cache.batch_select_indices(kept)
+        return Prefilled(self.cache, self.mask[kept], self.logits[kept])
+
+
 class Batch:
     """The active rows and their shared cache."""
 
@@ -38,7 +60,7 @@ class Batch:
         self.model = model
         self.device = device
         self.rows: list[Row] = []
-        self.cache = None
+        self.cache: Cache | None = None
         self.mask = torch.zeros((0, 0), dtype=torch.long, device=device)
 
     def __len__(self) -> int:
@@ -48,31 +70,69 @@ class Batch:
     def length(self) -> int:
         return self.mask.shape[1]
 
-    def prefill(self, ids: list[int]) -> tuple[object, torch.Tensor]:
-        """Run one row's tokens alone; return its cache and the logits after its last token."""
-        input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
-        out = self.model(input_ids=input_ids, use_cache=True, logits_to_keep=1)
-        return out.cache, out.logits[0, -1]
+    def prefill(self, contexts: Sequence[Sequence[int]]) -> Prefilled:
+        """Encode several contexts in one forward pass, each padded on the left to the longest."""
+        longest = max(len(ids) for ids in contexts)
+        padded = [[0] * (longest - len(ids)) + list(ids) for ids in contexts]
+        mask = torch.tensor(
+            [[0] * (longest - len(ids)) + [1] * len(ids) for ids in contexts],
+            dtype=torch.long,
+            device=self.device,
+        )
+        positions = (mask.cumsum(dim=1) - 1).clamp_min(0)
+        out = self.model(
+            input_ids=torch.tensor(padded, dtype=torch.long, device=self.device),
+            attention_mask=mask if len(contexts) > 1 else None,
+            position_ids=positions,
+            cache=growing_cache(),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        return Prefilled(out.cache, mask, out.logits[:, -1])
 
-    def add(self, row: Row, cache) -> None:
-        """Splice a prefilled row into the batch, padding whichever side is shorter."""
-        row_len = cache.get_seq_length()
-        row_mask = torch.ones((1, row_len), dtype=torch.long, device=self.device)
+    def extend(self, prefix: Prefix, reused: int, ids: Sequence[int]) -> Prefilled:
+        """Encode ``ids`` after the first ``reused`` tokens of a stored ``prefix``."""
+        cache = prefix.cache(reused)
+        new = ids[reused:]
+        out = self.model(
+            input_ids=torch.tensor([new], dtype=torch.long, device=self.device),
+            position_ids=torch.arange(reused, len(ids), device=self.device).unsqueeze(0),
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        mask = torch.ones((1, len(ids)), dtype=torch.long, device=self.device)
+        return Prefilled(out.cache, mask, out.logits[:, -1])
+
+    def add(self, rows: Sequence[Row], prefilled: Prefilled) -> None:
+        """Splice prefilled rows into the batch, padding whichever side is shorter."""
+        cache, mask = prefilled.cache, prefilled.mask
         if not self.rows:
-            self.rows, self.cache, self.mask = [row], cache, row_mask
+            self.rows, self.cache, self.mask = list(rows), cache, mask
             return
-        gap = self.length - row_len
+        gap = self.length - mask.shape[1]
         if gap > 0:
             _pad_left(cache, gap)
-            row_mask = F.pad(row_mask, (gap, 0))
+            mask = F.pad(mask, (gap, 0))
         elif gap < 0:
             _pad_left(self.cache, -gap)
             self.mask = F.pad(self.mask, (-gap, 0))
         for mine, theirs in zip(self.cache.layers, cache.layers, strict=True):
             mine.keys = torch.cat([mine.keys, theirs.keys])
             mine.values = torch.cat([mine.values, theirs.values])
-        self.mask = torch.cat([self.mask, row_mask])
-        self.rows.append(row)
+        self.mask = torch.cat([self.mask, mask])
+        self.rows.extend(rows)
+
+    def prefix(self, row: Row) -> Prefix:
+        """A copy of what ``row`` has encoded (all its tokens but the newest), without padding."""
+        index = self.rows.index(row)
+        length = len(row.ids) - 1
+        start = self.length - length
+        layers = [
+            (layer.keys[index : index + 1, :, start:], layer.values[index : index + 1, :, start:])
+            for layer in self.cache.layers
+        ]
+        return Prefix.copy_of(row.ids[:length], layers)
 
     def step(self) -> torch.Tensor:
         """Feed every row its latest token; return next-token logits, [rows, vocab]."""

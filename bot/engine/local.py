@@ -15,13 +15,14 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 
 from bot.config import ModelConfig
 from bot.engine.batch import Batch, Row
+from bot.engine.kvcache import Prefix, PrefixCache
 from bot.engine.loader import LoadedModel, load_model
 from bot.engine.sampling import RowSampler, StopRule, TextStream, TokenChooser
 from bot.engine.types import (
@@ -39,6 +40,7 @@ from bot.engine.types import (
 log = logging.getLogger(__name__)
 
 DEADLINE_GRACE_S = 5.0
+PREFILL_TOKENS = 4096  # the most tokens (padding included) encoded in one forward pass
 
 
 class _Pending:
@@ -57,6 +59,7 @@ class _Pending:
         self.on_delta = on_delta
         self.submitted = time.monotonic()
         self.started: float | None = None
+        self.first_token: float | None = None
         self.cancelled = False  # set from the loop, read by the worker
 
     @property
@@ -93,6 +96,8 @@ class EngineStats:
     failed: int
     restarts: int
     batch_cap: int
+    prefix_hits: int = 0  # turns that encoded only what was new since a stored context
+    prefix_mb: float = 0.0  # memory the stored contexts take
 
 
 class LocalEngine:
@@ -110,6 +115,7 @@ class LocalEngine:
         self._resume: list[Row] = []
         self._admitting: list[Row | _Pending] = []  # taken from the queue, not yet in the batch
         self._chooser = TokenChooser()
+        self._prefixes = PrefixCache(config.prefix_cache_mb * 2**20)
         self._batch_cap = config.max_batch_size
         self._good_steps = 0
         self._seconds_per_request = 1.0
@@ -170,6 +176,8 @@ class LocalEngine:
             failed=self.failed,
             restarts=self.restarts,
             batch_cap=self._batch_cap,
+            prefix_hits=self._prefixes.hits,
+            prefix_mb=self._prefixes.size / 2**20,
         )
 
     # -- the asyncio face --------------------------------------------------------------------
@@ -260,9 +268,7 @@ class LocalEngine:
                 self._cut_everything(batch, arrivals)
                 continue
             self._admitting = arrivals
-            while self._admitting:
-                self._admit(batch, self._admitting[0])
-                self._admitting.pop(0)
+            self._admit_arrivals(batch)
             if not batch:
                 continue
             self._drop_abandoned(batch)
@@ -293,34 +299,83 @@ class LocalEngine:
                     taken.append(pending)
         return resumed + taken
 
-    def _admit(self, batch: Batch, item: Row | _Pending) -> None:
-        """Prefill one new or evicted row and splice it into the batch."""
-        if isinstance(item, _Pending):
-            if item.cancelled:
-                return
-            if time.monotonic() > item.deadline:
-                self._fail(item, GenerationTimeout("deadline passed while queued"))
-                return
-            row = self._new_row(item)
-            context = row.ids
-        else:
-            row = item
-            context = row.ids[:-1]
+    def _admit_arrivals(self, batch: Batch) -> None:
+        """Prefill what arrived and splice it into the batch.
+
+        A context that starts like a stored one encodes only the rest; the others are encoded
+        together, in groups of similar length.
+        """
+        self._admitting = [row for row in map(self._row_for, self._admitting) if row is not None]
+        for group, hit in self._groups(list(self._admitting)):
+            self._admit(batch, group, hit)
+            self._admitting = [row for row in self._admitting if row not in group]
+
+    def _row_for(self, item: Row | _Pending) -> Row | None:
+        """The row for an arrival, or None when it was cancelled or its deadline passed."""
+        if isinstance(item, Row):
+            return item
+        if item.cancelled:
+            return None
+        if time.monotonic() > item.deadline:
+            self._fail(item, GenerationTimeout("deadline passed while queued"))
+            return None
+        return self._new_row(item)
+
+    def _groups(self, rows: list[Row]) -> Iterator[tuple[list[Row], tuple[Prefix, int] | None]]:
+        """Rows to prefill together: alone after a stored prefix, else in groups of similar length
+        (padding at most a quarter of a group, at most ``PREFILL_TOKENS`` tokens in all)."""
+        fresh = []
+        for row in rows:
+            hit = self._prefixes.take(_context(row)[:-1]) if self._prefixes.budget else None
+            if hit is None:
+                fresh.append(row)
+            else:
+                yield [row], hit
+        fresh.sort(key=lambda row: len(_context(row)))
+        group: list[Row] = []
+        for row in fresh:
+            longest = len(_context(row))
+            tokens = longest * (len(group) + 1)
+            used = sum(len(_context(r)) for r in group) + longest
+            if group and (tokens > PREFILL_TOKENS or used < 0.75 * tokens):
+                yield group, None
+                group = []
+            group.append(row)
+        if group:
+            yield group, None
+
+    def _admit(self, batch: Batch, rows: list[Row], hit: tuple[Prefix, int] | None) -> None:
+        """Prefill ``rows`` together and splice them into the batch; when the model fails on a
+        group, each row is tried alone, so that only a faulty one fails."""
+        contexts = [_context(row) for row in rows]
         try:
-            cache, logits = batch.prefill(context)
-        except torch.OutOfMemoryError:
-            self._release_memory()
-            self._fail(row.pending, GenerationFailed("out of memory on a single request"))
+            if hit is None:
+                prefilled = batch.prefill(contexts)
+            else:
+                prefix, shared = hit
+                prefilled = batch.extend(prefix, shared, contexts[0])
+        except Exception as error:
+            out_of_memory = isinstance(error, torch.OutOfMemoryError)
+            if out_of_memory:
+                self._release_memory()
+            if len(rows) > 1:
+                for row in rows:
+                    self._admit(batch, [row], None)
+            elif out_of_memory:
+                self._fail(rows[0].pending, GenerationFailed("out of memory on a single request"))
+            else:  # this request's fault: it fails, the batch goes on
+                log.exception("the model failed on one request while admitting it")
+                self._fail(rows[0].pending, GenerationFailed(f"the model failed: {error!r}"))
             return
-        except Exception as error:  # this request's fault: it fails, the batch goes on
-            log.exception("the model failed on one request while admitting it")
-            self._fail(row.pending, GenerationFailed(f"the model failed: {error!r}"))
-            return
-        if not row.generated:
-            token = self._chooser.choose(logits.unsqueeze(0), [row.sampler])[0]
-            if self._accept(row, token):
-                return
-        batch.add(row, cache)
+        fresh = [i for i, row in enumerate(rows) if not row.generated]
+        finished = set()
+        if fresh:
+            samplers = [rows[i].sampler for i in fresh]
+            tokens = self._chooser.choose(prefilled.logits[fresh], samplers)
+            finished = {i for i, t in zip(fresh, tokens, strict=True) if self._accept(rows[i], t)}
+        staying = [i for i in range(len(rows)) if i not in finished]
+        if staying:
+            batch.add([rows[i] for i in staying], prefilled.select(staying))
 
     def _new_row(self, pending: _Pending) -> Row:
         loaded = self.loaded
@@ -381,13 +436,15 @@ class LocalEngine:
             self._step_alone(batch)
             return
         tokens = self._chooser.choose(logits, [r.sampler for r in batch.rows])
-        batch.keep(
-            [
-                row
-                for row, token in zip(batch.rows, tokens, strict=True)
-                if not self._accept(row, token)
-            ]
-        )
+        ends = [
+            (row, self._push(row, token)) for row, token in zip(batch.rows, tokens, strict=True)
+        ]
+        finished = [(row, reason) for row, reason in ends if reason is not None]
+        for row, reason in finished:
+            if self._prefixes.budget:
+                self._prefixes.add(batch.prefix(row))  # the story's next turn starts from it
+            self._deliver(row, reason)
+        batch.keep([row for row, reason in ends if reason is None])
         self._good_steps += 1
         if self._good_steps >= 100 and self._batch_cap < self.config.max_batch_size:
             self._batch_cap += 1
@@ -401,14 +458,14 @@ class LocalEngine:
         """
         for row in batch.clear():
             try:
-                cache, logits = batch.prefill(row.ids)
+                prefilled = batch.prefill([row.ids])
             except Exception as error:
                 self._release_memory()
                 self._fail(row.pending, GenerationFailed(f"the model failed: {error!r}"))
                 continue
-            token = self._chooser.choose(logits.unsqueeze(0), [row.sampler])[0]
+            token = self._chooser.choose(prefilled.logits, [row.sampler])[0]
             if not self._accept(row, token):
-                batch.add(row, cache)
+                batch.add([row], prefilled)
 
     def _on_out_of_memory(self, batch: Batch) -> None:
         rows = batch.clear()
@@ -422,18 +479,24 @@ class LocalEngine:
 
     def _accept(self, row: Row, token: int) -> bool:
         """Record a new token; deliver the row and return True if it is finished."""
+        reason = self._push(row, token)
+        if reason is not None:
+            self._deliver(row, reason)
+        return reason is not None
+
+    def _push(self, row: Row, token: int) -> FinishReason | None:
+        """Record a new token and stream it; why the row is finished, or None."""
         row.ids.append(token)
         row.generated.append(token)
+        if len(row.generated) == 1:
+            row.pending.first_token = time.monotonic()
         row.sampler.push(token)
         streaming = row.pending.streaming
         text = self._decode(row.generated) if streaming or row.stop.stop_strings else None
         reason = row.stop.check(row.generated, text)
-        if reason is None:
-            if streaming:
-                row.pending.emit(row.stream.advance(text))
-            return False
-        self._deliver(row, reason)
-        return True
+        if reason is None and streaming:
+            row.pending.emit(row.stream.advance(text))
+        return reason
 
     def _deliver(self, row: Row, reason: FinishReason) -> None:
         """Send the row's text as its result."""
@@ -453,6 +516,7 @@ class LocalEngine:
             queued_s=(pending.started or now) - pending.submitted,
             elapsed_s=now - pending.submitted,
             choices=tuple(choices),
+            first_token_s=(pending.first_token or now) - pending.submitted,
         )
         self._seconds_per_request = 0.8 * self._seconds_per_request + 0.2 * result.elapsed_s
         self.completed += 1
@@ -478,7 +542,14 @@ class LocalEngine:
         for pending in waiting + queued:
             self._fail(pending, error())
 
-    @staticmethod
-    def _release_memory() -> None:
+    def _release_memory(self) -> None:
+        """After running out of memory: drop the stored contexts, then the allocator's cache."""
+        self._prefixes.clear()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def _context(row: Row) -> list[int]:
+    """What a row's prefill encodes: a new row's whole prompt; for a row that was evicted and
+    resumes, everything but its newest token (the next step feeds that one)."""
+    return row.ids if not row.generated else row.ids[:-1]

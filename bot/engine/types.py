@@ -93,6 +93,7 @@ class GenerationResult:
     queued_s: float
     elapsed_s: float
     choices: tuple[TokenChoice, ...] = ()  # one per token id, when the request asked to explain
+    first_token_s: float | None = None  # from submission to the first token, where measured
 
 
 class EngineError(StoryError):
