@@ -397,8 +397,12 @@ def test_the_health_file_is_written_before_the_first_heartbeat_too(tmp_path, mon
 
     monkeypatch.setenv("STORYBOT_HOME", str(tmp_path))
     fresh = SimpleNamespace(
-        latency=float("inf"), _gateway_up=False, is_closed=lambda: False, guilds=[],
-        _in_flight=set(), draining=False,
+        latency=float("inf"),
+        _gateway_up=False,
+        is_closed=lambda: False,
+        guilds=[],
+        _in_flight=set(),
+        draining=False,
     )
     StoryBot.write_health(fresh)
     beat = json.loads((tmp_path / "health.json").read_text())
