@@ -57,8 +57,9 @@ from pathlib import Path
 import torch
 
 from bench.stub import event_stream, free_port, serve
-from bot.config import ATTENTION, DEVICES, DTYPES, ModelConfig, RemoteConfig
+from bot.config import ATTENTION, DEVICES, DTYPES, CTranslate2Config, ModelConfig, RemoteConfig
 from bot.engine import GenerationRequest, LocalEngine, SamplingParams
+from bot.engine.ctranslate2 import CTranslate2Engine, convert
 from bot.engine.loader import LoadedModel, load_model
 from bot.engine.remote import RemoteEngine
 from tests.tinymodel import build_model
@@ -430,11 +431,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
     parser.add_argument(
         "--backend",
-        choices=("local", "openai"),
+        choices=("local", "ctranslate2", "openai"),
         default="local",
-        help="openai: ours in this process against the same model behind an OpenAI-compatible "
+        help="ctranslate2: the CTranslate2 engine on the same model too (converted for the run); "
+        "openai: ours in this process against the same model behind an OpenAI-compatible "
         "server (--base-url, else `transformers serve` started for the run), and the remote "
         "engine's own cost per request and per delta",
+    )
+    parser.add_argument(
+        "--ct2-compute-type",
+        choices=("int8", "int8_float32", "int16", "float32"),
+        default="int8",
+        help="what the CTranslate2 side computes in; default: int8",
     )
     parser.add_argument("--base-url", help="the server, serving the benchmark's model folder")
     parser.add_argument(
@@ -522,19 +530,44 @@ async def benchmark(args: argparse.Namespace, model_dir: Path) -> dict[str, obje
     print(sides["static"].line("static"), flush=True)
     sides["ours"] = await run_engine(loaded, config, workload)
     print(sides["ours"].line("ours"), flush=True)
+    ours = sides["ours"].tokens_per_s
+    ratios = {"vs_static": ours / sides["static"].tokens_per_s}
+    if args.backend == "ctranslate2":
+        sides["ctranslate2"] = await run_ctranslate2(args, model_dir, config, workload)
+        print(sides["ctranslate2"].line("ctranslate2"), flush=True)
+        ratios["ctranslate2/ours"] = sides["ctranslate2"].tokens_per_s / ours
     tokens = {side.tokens for side in sides.values()}
     assert len(tokens) == 1, f"the sides generated different numbers of tokens: {sides}"
     print(f"generated tokens: {sides['ours'].tokens} on each side")
-    ours = sides["ours"].tokens_per_s
+    figures = {name: dataclasses.asdict(side) for name, side in sides.items()}
+    speedup = ours / sides["baseline"].tokens_per_s
     return (
-        report
-        | {name: dataclasses.asdict(side) for name, side in sides.items()}
-        | {
-            "generated_tokens": sides["ours"].tokens,
-            "speedup": ours / sides["baseline"].tokens_per_s,
-            "ratios": {"vs_static": ours / sides["static"].tokens_per_s},
-        }
+        report | figures | {"generated_tokens": tokens.pop(), "speedup": speedup, "ratios": ratios}
     )
+
+
+async def run_ctranslate2(
+    args: argparse.Namespace, model_dir: Path, config: ModelConfig, workload: Workload
+) -> SideResult:
+    """Every request through the CTranslate2 engine, the model converted for it first (not
+    timed), computing in ``--ct2-compute-type`` on as many threads as ours."""
+    folder = model_dir.parent / f"{model_dir.name}-ct2-{args.ct2_compute_type}"
+    if not folder.exists():
+        convert(str(model_dir), folder, args.ct2_compute_type)
+    ct2 = CTranslate2Config(
+        folder=folder, compute_type=args.ct2_compute_type, threads=torch.get_num_threads()
+    )
+    engine = CTranslate2Engine(config, ct2)
+    await engine.start()
+    try:
+
+        async def submit(prompt: tuple[int, ...], params: SamplingParams) -> int:
+            return len((await engine.generate(GenerationRequest(prompt, params))).token_ids)
+
+        await workload.warm_up(submit)
+        return await run_side(submit, workload)
+    finally:
+        await engine.close()
 
 
 async def first_token_on_a_long_story(

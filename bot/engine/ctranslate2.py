@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import threading
 import time
@@ -30,6 +29,7 @@ from bot.config import CTranslate2Config, ModelConfig
 from bot.engine.converted import ConvertedModel, convert, load_converted
 from bot.engine.ct2call import CallSettings, step_scores, token_choices
 from bot.engine.local import EngineStats
+from bot.engine.pending import Pending
 from bot.engine.sampling import StopRule, TextStream
 from bot.engine.types import (
     EngineBusy,
@@ -54,8 +54,8 @@ DEADLINE_GRACE_S = 5.0
 PROMPT_SPREAD = 32
 
 
-class _Pending:
-    """The event loop's side of one request: its future and, when streaming, its delta callback."""
+class _Pending(Pending):
+    """A request with the prompt it is written after and the call settings it needs."""
 
     def __init__(
         self,
@@ -64,35 +64,9 @@ class _Pending:
         deadline: float,
         on_delta: Callable[[str], object] | None,
     ) -> None:
-        self.request = request
+        super().__init__(request, deadline, on_delta)
         self.prompt = prompt  # the newest tokens that fit with the answer
         self.settings = CallSettings.of(request, prompt)
-        self.deadline = deadline
-        self.loop = asyncio.get_running_loop()
-        self.future: asyncio.Future[GenerationResult] = self.loop.create_future()
-        self.on_delta = on_delta
-        self.submitted = time.monotonic()
-        self.started: float | None = None
-        self.cancelled = False  # set from the loop, read by the worker
-
-    def _call(self, fn, *args) -> None:
-        with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting any more
-            self.loop.call_soon_threadsafe(fn, *args)
-
-    def emit(self, delta: str) -> None:
-        if self.on_delta is not None and delta:
-            self._call(self.on_delta, delta)
-
-    def finish(self, result: GenerationResult | None = None, error: BaseException | None = None):
-        def settle() -> None:
-            if self.future.done():
-                return
-            if error is not None:
-                self.future.set_exception(error)
-            else:
-                self.future.set_result(result)
-
-        self._call(settle)
 
 
 class _Row:
@@ -368,6 +342,8 @@ class CTranslate2Engine:
                 return True
             return self._end(row, "interrupted")
         row.generated.append(step.token_id)
+        if len(row.generated) == 1:
+            row.pending.first_token = time.monotonic()
         text = self._decode(row.generated) if row.writes_text else None
         reason = row.stop.check(row.generated, text)
         if reason is None and step.is_last:
@@ -407,6 +383,7 @@ class CTranslate2Engine:
                 queued_s=(pending.started or now) - pending.submitted,
                 elapsed_s=now - pending.submitted,
                 choices=choices,
+                first_token_s=(pending.first_token or now) - pending.submitted,
             )
         )
 

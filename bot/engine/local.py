@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import threading
 import time
@@ -24,6 +23,7 @@ from bot.config import ModelConfig
 from bot.engine.batch import Batch, Row
 from bot.engine.kvcache import Prefix, PrefixCache
 from bot.engine.loader import LoadedModel, load_model
+from bot.engine.pending import Pending
 from bot.engine.sampling import RowSampler, StopRule, TextStream, TokenChooser
 from bot.engine.types import (
     EngineBusy,
@@ -41,49 +41,6 @@ log = logging.getLogger(__name__)
 
 DEADLINE_GRACE_S = 5.0
 PREFILL_TOKENS = 4096  # the most tokens (padding included) encoded in one forward pass
-
-
-class _Pending:
-    """The event loop's side of one request: its future and, when streaming, its delta callback."""
-
-    def __init__(
-        self,
-        request: GenerationRequest,
-        deadline: float,
-        on_delta: Callable[[str], object] | None = None,
-    ) -> None:
-        self.request = request
-        self.deadline = deadline
-        self.loop = asyncio.get_running_loop()
-        self.future: asyncio.Future[GenerationResult] = self.loop.create_future()
-        self.on_delta = on_delta
-        self.submitted = time.monotonic()
-        self.started: float | None = None
-        self.first_token: float | None = None
-        self.cancelled = False  # set from the loop, read by the worker
-
-    @property
-    def streaming(self) -> bool:
-        return self.on_delta is not None
-
-    def _call(self, fn, *args) -> None:
-        with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting any more
-            self.loop.call_soon_threadsafe(fn, *args)
-
-    def emit(self, delta: str) -> None:
-        if self.on_delta is not None and delta:
-            self._call(self.on_delta, delta)
-
-    def finish(self, result: GenerationResult | None = None, error: BaseException | None = None):
-        def settle() -> None:
-            if self.future.done():
-                return
-            if error is not None:
-                self.future.set_exception(error)
-            else:
-                self.future.set_result(result)
-
-        self._call(settle)
 
 
 @dataclass
@@ -106,14 +63,14 @@ class LocalEngine:
     def __init__(self, config: ModelConfig, loaded: LoadedModel | None = None) -> None:
         self.config = config
         self._loaded = loaded
-        self._queue: collections.deque[_Pending] = collections.deque()
+        self._queue: collections.deque[Pending] = collections.deque()
         self._cond = threading.Condition()
         self._closing = False
         self._cutting = False  # cut_short() was called: rows end now, nothing new starts
         self._thread: threading.Thread | None = None
         self._batch: Batch | None = None
         self._resume: list[Row] = []
-        self._admitting: list[Row | _Pending] = []  # taken from the queue, not yet in the batch
+        self._admitting: list[Row | Pending] = []  # taken from the queue, not yet in the batch
         self._chooser = TokenChooser()
         self._prefixes = PrefixCache(config.prefix_cache_mb * 2**20)
         self._batch_cap = config.max_batch_size
@@ -216,13 +173,13 @@ class LocalEngine:
             if not pending.future.done():
                 pending.cancelled = True
 
-    def _submit(self, request: GenerationRequest, on_delta) -> _Pending:
+    def _submit(self, request: GenerationRequest, on_delta) -> Pending:
         if self._cutting:
             raise EngineStopping("the engine is stopping")
         if self._thread is None or self._closing:
             raise EngineUnavailable("the engine is not running")
         deadline = request.deadline or time.monotonic() + self.config.request_timeout_s
-        pending = _Pending(request, deadline, on_delta)
+        pending = Pending(request, deadline, on_delta)
         with self._cond:
             depth = len(self._queue)
             if depth >= self.config.max_queue:
@@ -275,7 +232,7 @@ class LocalEngine:
             if batch:
                 self._advance(batch)
 
-    def _take(self, room: int, idle: bool) -> list[Row | _Pending] | None:
+    def _take(self, room: int, idle: bool) -> list[Row | Pending] | None:
         """Rows to add now: evicted rows first, then new requests. None when closing."""
         resumed, self._resume = self._resume[:room], self._resume[room:]
         room -= len(resumed)
@@ -292,7 +249,7 @@ class LocalEngine:
             if self._closing:
                 self._resume = resumed + self._resume
                 return None
-            taken: list[_Pending] = []
+            taken: list[Pending] = []
             while self._queue and len(taken) < room:
                 pending = self._queue.popleft()
                 if not pending.cancelled:
@@ -310,7 +267,7 @@ class LocalEngine:
             self._admit(batch, group, hit)
             self._admitting = [row for row in self._admitting if row not in group]
 
-    def _row_for(self, item: Row | _Pending) -> Row | None:
+    def _row_for(self, item: Row | Pending) -> Row | None:
         """The row for an arrival, or None when it was cancelled or its deadline passed."""
         if isinstance(item, Row):
             return item
@@ -377,7 +334,7 @@ class LocalEngine:
         if staying:
             batch.add([rows[i] for i in staying], prefilled.select(staying))
 
-    def _new_row(self, pending: _Pending) -> Row:
+    def _new_row(self, pending: Pending) -> Row:
         loaded = self.loaded
         request = pending.request
         params = request.params
@@ -398,14 +355,14 @@ class LocalEngine:
             stream=TextStream(stop.stop_strings),
         )
 
-    def _cut_everything(self, batch: Batch, arrivals: list[Row | _Pending]) -> None:
+    def _cut_everything(self, batch: Batch, arrivals: list[Row | Pending]) -> None:
         """Finish every started row with what it has written; fail what has not started."""
         for row in batch.clear() + [a for a in arrivals if isinstance(a, Row)]:
             self._deliver(row, "interrupted")
-        for pending in [a for a in arrivals if isinstance(a, _Pending)] + self._empty_queue():
+        for pending in [a for a in arrivals if isinstance(a, Pending)] + self._empty_queue():
             self._fail(pending, EngineStopping("stopped before it started"))
 
-    def _empty_queue(self) -> list[_Pending]:
+    def _empty_queue(self) -> list[Pending]:
         """Take every request still waiting in the queue."""
         with self._cond:
             queued, self._queue = list(self._queue), collections.deque()
@@ -525,7 +482,7 @@ class LocalEngine:
     def _decode(self, ids: list[int]) -> str:
         return self.loaded.tokenizer.decode(ids, skip_special_tokens=True)
 
-    def _fail(self, pending: _Pending, error: EngineError) -> None:
+    def _fail(self, pending: Pending, error: EngineError) -> None:
         self.failed += 1
         pending.finish(error=error)
 
@@ -538,7 +495,7 @@ class LocalEngine:
         admitting, self._admitting, self._resume = self._admitting, [], []
         queued = self._empty_queue()
         waiting = [r.pending for r in rows]
-        waiting += [a if isinstance(a, _Pending) else a.pending for a in admitting]
+        waiting += [a if isinstance(a, Pending) else a.pending for a in admitting]
         for pending in waiting + queued:
             self._fail(pending, error())
 
