@@ -4,6 +4,7 @@ Usage::
 
     HF_HUB_OFFLINE=1 python -m bench.quality [--model DIR] [--quick] [--examples N]
         [--threads N] [--json PATH] [--set KEY=VALUE ...] [--stories-only] [--skip-baseline]
+        [--backend local|ctranslate2] [--dtype float32|bfloat16]
 
 The model is the real SmolLM2-135M-Instruct prepared offline by ``bench.real_model`` (or any
 model folder given with ``--model``). Both sides write the same parts with the same seeds:
@@ -24,7 +25,9 @@ log-probability per token of the part under the model given the plain story so f
 context for both sides), the share of the member's line (or the opening) whose content words
 come back, and framing leaks. The last line is one score per side (the mean of the six shares
 where higher is better, in percent) and their difference. ``--examples N`` prints N parts per
-mode from each side; ``--set`` changes a ``[generation]`` value of ours (to choose defaults).
+mode from each side; ``--set`` changes a ``[generation]`` value of ours (to choose defaults);
+``--backend ctranslate2`` has ours written by the CTranslate2 engine on the model converted to int8
+(once, next to the prepared model), judged by the same float32 model as the local engine's parts.
 """
 
 from __future__ import annotations
@@ -44,8 +47,16 @@ import torch
 
 from bench import quality_metrics as qm
 from bench.real_model import prepare
-from bot.config import CapsConfig, Config, DatabaseConfig, GenerationConfig, ModelConfig
+from bot.config import (
+    CapsConfig,
+    Config,
+    CTranslate2Config,
+    DatabaseConfig,
+    GenerationConfig,
+    ModelConfig,
+)
 from bot.engine import LocalEngine
+from bot.engine.ctranslate2 import CTranslate2Engine, convert
 from bot.engine.loader import LoadedModel, load_model
 from bot.service import Actor, StoryService
 from bot.store import Store
@@ -185,7 +196,7 @@ class Part:
 class SeededEngine:
     """The engine, with a seed for each request fixed by its context."""
 
-    def __init__(self, engine: LocalEngine) -> None:
+    def __init__(self, engine: LocalEngine | CTranslate2Engine) -> None:
         self.engine = engine
 
     @property
@@ -212,8 +223,10 @@ async def run_ours(
     generation: GenerationConfig,
     quick: bool,
     stories_only: bool = False,
+    backend: str = "local",
 ):
-    """Every prompt and story through the real ``StoryService``."""
+    """Every prompt and story through the real ``StoryService``, written by the local engine or
+    (``backend="ctranslate2"``) by the CTranslate2 engine on the model converted to int8."""
     with tempfile.TemporaryDirectory() as scratch:
         config = Config(
             model=ModelConfig(name=str(model_dir), device="cpu", request_timeout_s=3600),
@@ -221,7 +234,15 @@ async def run_ours(
             generation=generation,
             caps=CapsConfig(max_user_rate=600, max_guild_rate=6000, max_prompt_tokens=900),
         )
-        engine = LocalEngine(config.model, loaded=loaded)
+        if backend == "ctranslate2":
+            folder = model_dir.parent / f"{model_dir.name}-ct2-int8"
+            if not folder.exists():
+                convert(str(model_dir), folder, "int8")
+            threads = torch.get_num_threads()
+            ct2 = CTranslate2Config(folder=folder, compute_type="int8", threads=threads)
+            engine = CTranslate2Engine(config.model, ct2)
+        else:
+            engine = LocalEngine(config.model, loaded=loaded)
         await engine.start()
         store = await Store.open(config.database.path)
         service = StoryService(config, store, SeededEngine(engine))
@@ -418,6 +439,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="a [generation] value for ours, e.g. repetition_range=256",
     )
     parser.add_argument("--skip-baseline", action="store_true", help="ours only (tuning runs)")
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="what the local engine writes ours in (the judge stays float32); default: float32",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("local", "ctranslate2"),
+        default="local",
+        help="which engine writes ours: the local one, or CTranslate2 on the model in int8",
+    )
     parser.add_argument("--stories-only", action="store_true", help="only the multi-turn stories")
     return parser.parse_args(argv)
 
@@ -436,12 +469,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     model_dir = args.model or prepare()
-    loaded = load_model(str(model_dir), device="cpu")
+    loaded = load_model(str(model_dir), device="cpu")  # the judge, in float32 for every side
+    writer = loaded if args.dtype == "float32" else load_model(str(model_dir), "cpu", args.dtype)
     generation = generation_config(args.set)
-    print(f"model: {model_dir.name}  settings: {generation}")
+    print(f"model: {model_dir.name}  backend: {args.backend}  dtype: {args.dtype}  "
+          f"settings: {generation}")  # fmt: skip
 
     started = time.monotonic()
-    ours = asyncio.run(run_ours(loaded, model_dir, generation, args.quick, args.stories_only))
+    ours = asyncio.run(
+        run_ours(writer, model_dir, generation, args.quick, args.stories_only, args.backend)
+    )
     ours_s = time.monotonic() - started
     started = time.monotonic()
     baseline = (

@@ -1,32 +1,42 @@
-"""Throughput of the batching ``LocalEngine`` against one ``model.generate`` at a time.
+"""Throughput of the batching ``LocalEngine`` against static batching and one request at a time.
 
 Usage::
 
     HF_HUB_OFFLINE=1 python -m bench.throughput [--json PATH] [--requests 16] [--new-tokens 64]
-        [--prompt-tokens 100] [--max-batch-size N] [--threads N] [--stagger 0.5]
+        [--prompt-tokens 100] [--max-batch-size N] [--threads N]
+        [--arrivals burst|staggered] [--stagger 4] [--story-tokens N]
         [--device auto|cpu|cuda] [--dtype auto|float32|float16|bfloat16] [--tiny]
-        [--static] [--compile] [--attention sdpa|eager] [--backend local|openai [--base-url URL]]
+        [--static] [--compile] [--attention sdpa|eager]
+        [--backend local|ctranslate2|openai [--ct2-compute-type int8] [--base-url URL]]
 
 A random GPT-2 of the real 124M shape (``--tiny``: 2 layers, 2 heads, 64 wide, for a quick smoke
 run) is built once around the real GPT-2 tokenizer into a temporary directory and loaded through
-the production loader, ``bot.engine.loader.load_model``. Both sides then serve the same requests:
+the production loader, ``bot.engine.loader.load_model``. Every side then serves the same requests:
 prompts of English-like sentences cut to exactly ``--prompt-tokens`` tokens, different for every
 request, each asking for exactly ``--new-tokens`` tokens (min = max, so every row does the same
-work) with the same sampling settings, arriving at seeded random moments spread over
-``--stagger`` seconds.
+work) with the same sampling settings, all at once (``--arrivals burst``) or at seeded random
+moments spread over ``--stagger`` seconds (``staggered``, the default).
 
-- **baseline**: the naive way, one Hugging Face ``model.generate`` per request, run one after
+- **baseline** (one at a time): one Hugging Face ``model.generate`` per request, run one after
   another on a single-thread executor; each request's coroutine awaits its own future.
+- **static**: one padded ``model.generate`` of every request, started when the last has arrived.
 - **ours**: ``LocalEngine.generate`` for each request, as concurrent tasks started at their
   arrival times, decoded together by continuous batching (``--static``: a request that arrives
   while a batch is running waits for the whole batch to finish, for comparison).
+- **ctranslate2** (``--backend ctranslate2``): the CTranslate2 engine on the same weights,
+  converted for the run (not timed) to ``--ct2-compute-type``, on as many threads as ours.
 
 Each side is warmed up once with a short request before it is timed, so one-time costs (first
 kernel calls, allocator growth) are not counted. For each side the benchmark prints wall time,
 generated tokens per second, p50/p95 latency from arrival to result, and the event loop's lag (p99
 and max), measured by a heartbeat that sleeps 10 ms in a loop and records how late it wakes. It
-checks that both sides generated the same number of tokens; the last line is ``speedup=X.XX``,
-ours tokens/s over baseline tokens/s. ``--json PATH`` writes the same figures with the settings.
+checks that every side generated the same number of tokens; the last line is ``speedup=X.XX``
+(ours over one at a time) and the other ratios: ``vs_static`` and ``ctranslate2/ours``. ``--json
+PATH`` writes the same figures with the settings.
+
+``--story-tokens N`` measures, instead, the first token of a ``/continue`` on a story of N tokens
+with its context encoded afresh and resumed from the engine's stored context (see
+``first_token_on_a_long_story``); its last line is the ratio of the two.
 
 ``--backend openai`` compares, instead, ours in this process with the same model behind an
 OpenAI-compatible server through the remote engine (``--base-url``, else `transformers serve`

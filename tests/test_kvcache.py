@@ -54,6 +54,17 @@ def test_the_longest_shared_start_is_found_and_taken_out_of_the_store():
     assert (store.hits, store.misses) == (1, 2)
 
 
+def test_a_context_sharing_only_a_short_start_is_copied_and_stays_for_its_own_story():
+    store = PrefixCache(budget_bytes=10**6, min_tokens=2)
+    story = prefix(range(100, 140))
+    story.layers[0][0][:, :, :40] = torch.arange(40.0).reshape(1, 1, 40, 1)
+    store.add(story)
+    found, shared = store.take([100, 101, 102, 103, 104, 999])  # another story, same framing
+    assert shared == 5 and found is not story and found.ids == tuple(range(100, 105))
+    assert found.layers[0][0][0, 0, :5, 0].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert store.take(list(range(100, 141)))[0] is story  # its own next turn still finds it
+
+
 def test_a_longer_context_of_the_same_story_replaces_the_one_it_extends():
     store = PrefixCache(budget_bytes=10**6, min_tokens=1)
     store.add(prefix([1, 2, 3]))

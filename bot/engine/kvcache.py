@@ -100,6 +100,10 @@ class Prefix:
     def nbytes(self) -> int:
         return sum(k.nbytes + v.nbytes for k, v in self.layers)
 
+    def head(self, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each layer's keys and values of the first ``length`` tokens (views, not copies)."""
+        return [(k[:, :, :length], v[:, :, :length]) for k, v in self.layers]
+
     def cache(self, length: int) -> Cache:
         """A growing cache resuming after the first ``length`` tokens, in this prefix's buffers."""
         cache = growing_cache()
@@ -139,8 +143,13 @@ class PrefixCache:
 
     def take(self, ids: Sequence[int]) -> tuple[Prefix, int] | None:
         """The stored context sharing the longest start with ``ids`` (at least ``min_tokens``),
-        and how long that start is. It leaves the store: the turn resuming from it writes on in
-        its buffers, and stores its own context when it is done."""
+        and how long that start is.
+
+        A context that ``ids`` mostly continue (the same story's next turn, a retry, an undo)
+        leaves the store: the turn resuming from it writes on in its buffers, and stores its own
+        context when it is done. Of one it shares only a short start with (another story in the
+        same mode shares the framing), a copy of that start is given and the context stays.
+        """
         best, length = None, 0
         for prefix in self._entries.values():
             shared = common_length(prefix.ids, ids)
@@ -150,8 +159,11 @@ class PrefixCache:
             self.misses += 1
             return None
         self.hits += 1
-        self._drop(id(best))
-        return best, length
+        if 2 * length >= len(best.ids):
+            self._drop(id(best))
+            return best, length
+        self._entries.move_to_end(id(best))
+        return Prefix.copy_of(best.ids[:length], best.head(length)), length
 
     def add(self, prefix: Prefix) -> None:
         """Keep ``prefix``, replacing stored contexts it extends; drop the oldest beyond budget."""
