@@ -1,6 +1,6 @@
 """The GPT-2 worker: request and result types, the local batching engine."""
 
-from bot.engine.local import EngineStats, LocalEngine
+from bot.engine.local import LocalEngine
 from bot.engine.types import (
     EngineBusy,
     EngineError,
@@ -13,6 +13,7 @@ from bot.engine.types import (
     SamplingParams,
     TokenChoice,
 )
+from bot.engine.worker import EngineStats
 
 __all__ = [
     "EngineBusy",

@@ -14,7 +14,7 @@ import ctranslate2
 import numpy as np
 import torch
 
-from bot.engine.sampling import ALTERNATIVES
+from bot.engine.sampling import token_notes
 from bot.engine.types import GenerationRequest, SamplingParams, TokenChoice
 
 # Top-p's kept tokens are looked for among so many likeliest before the whole vocabulary.
@@ -85,22 +85,9 @@ def token_choices(
     """How each of ``tokens`` was chosen, from the scores CTranslate2 gave each step ([tokens,
     vocab], after its repetition penalty and bans): the model's probability, rank and likeliest
     tokens, and the chance its sampler (top-k, then temperature, then top-p) gave the token."""
-    chosen_ids = torch.tensor(list(tokens), dtype=torch.long).unsqueeze(1)
-    probs = scores.softmax(dim=-1)
-    chosen = probs.gather(1, chosen_ids).squeeze(1)
-    ranks = (probs > chosen.unsqueeze(1)).sum(dim=-1) + 1
-    top_p, top_ids = probs.topk(ALTERNATIVES, dim=-1)
-    chance = _sampler_chance(scores, chosen_ids, params)
-    return [
-        TokenChoice(
-            token=int(tokens[n]),
-            p=float(chance[n]),
-            p_model=float(chosen[n]),
-            rank=int(ranks[n]),
-            alternatives=tuple(zip(top_ids[n].tolist(), top_p[n].tolist(), strict=True)),
-        )
-        for n in range(len(tokens))
-    ]
+    chosen_ids = torch.tensor(list(tokens), dtype=torch.long)
+    chance = _sampler_chance(scores, chosen_ids.unsqueeze(1), params)
+    return token_notes(scores, chosen_ids, chance)
 
 
 def _sampler_chance(

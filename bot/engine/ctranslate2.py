@@ -17,10 +17,8 @@ batching: a request that arrives during a call waits for the call to end.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import logging
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,11 +26,8 @@ from pathlib import Path
 from bot.config import CTranslate2Config, ModelConfig
 from bot.engine.converted import ConvertedModel, convert, load_converted
 from bot.engine.ct2call import CallSettings, step_scores, token_choices
-from bot.engine.local import EngineStats
-from bot.engine.pending import Pending
 from bot.engine.sampling import StopRule, TextStream
 from bot.engine.types import (
-    EngineBusy,
     EngineError,
     EngineStopping,
     EngineUnavailable,
@@ -43,12 +38,12 @@ from bot.engine.types import (
     GenerationTimeout,
     TokenChoice,
 )
+from bot.engine.worker import EngineStats, Pending, WorkerEngine
 
 __all__ = ["CTranslate2Engine", "convert"]  # convert: bot.engine.converted's, for the benchmarks
 
 log = logging.getLogger(__name__)
 
-DEADLINE_GRACE_S = 5.0
 # Most prompt tokens a row of a call may have beyond the call's shortest prompt: CTranslate2 feeds
 # those one decoding step at a time, where a prompt of its own would be read in one pass.
 PROMPT_SPREAD = 32
@@ -102,71 +97,25 @@ class _Relay:
         return True if target is None else target(step)
 
 
-class CTranslate2Engine:
+class CTranslate2Engine(WorkerEngine):
     """Serves generation requests from a converted model in this process."""
+
+    worker_name = "storybot-ct2"
 
     def __init__(
         self, model: ModelConfig, ct2: CTranslate2Config, loaded: ConvertedModel | None = None
     ) -> None:
-        self.config = model
+        super().__init__(model, loaded)
         self.ct2 = ct2
-        self._loaded = loaded
-        self._queue: collections.deque[_Pending] = collections.deque()
-        self._cond = threading.Condition()
-        self._closing = False
-        self._cutting = False  # cut_short() was called: rows end now, nothing new starts
-        self._thread: threading.Thread | None = None
         self._calling: list[_Row] = []  # the rows of the call under way
         self._seconds_per_call = 1.0
-        self.completed = self.failed = self.restarts = 0
 
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        """Load the converted model (in a thread) and start the worker."""
-        if self._loaded is None:
-            folder = self.ct2.folder
-            if folder is None:
-                raise EngineUnavailable("[ctranslate2] folder is not set")
-            self._loaded = await asyncio.to_thread(
-                load_converted, Path(folder), self.config.device, self.ct2.compute_type,
-                self.ct2.threads,
-            )  # fmt: skip
-        self._closing = False
-        self._thread = threading.Thread(target=self._run, name="storybot-ct2", daemon=True)
-        self._thread.start()
-
-    async def close(self) -> None:
-        """Stop the worker; every request still waiting fails with EngineUnavailable."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
-            self._thread = None
-        self._fail_everything(lambda: EngineUnavailable("the engine was closed"))
-
-    def cut_short(self) -> None:
-        """End every part now: rows being written finish with what they have (finish reason
-        "interrupted"), requests not yet started fail with :class:`EngineStopping`, and new ones
-        are refused. For a graceful stop that has run out of time to wait."""
-        with self._cond:
-            self._cutting = True
-            self._cond.notify_all()
-
-    @property
-    def loaded(self) -> ConvertedModel:
-        if self._loaded is None:
-            raise EngineUnavailable("the engine has not been started")
-        return self._loaded
-
-    @property
-    def tokenizer(self):
-        return self.loaded.tokenizer
-
-    @property
-    def n_positions(self) -> int:
-        return self.loaded.n_positions
+    def _load(self) -> ConvertedModel:
+        if self.ct2.folder is None:
+            raise EngineUnavailable("[ctranslate2] folder is not set")
+        return load_converted(
+            Path(self.ct2.folder), self.config.device, self.ct2.compute_type, self.ct2.threads
+        )
 
     def stats(self) -> EngineStats:
         return EngineStats(
@@ -178,61 +127,15 @@ class CTranslate2Engine:
             batch_cap=self.config.max_batch_size,
         )
 
-    # -- the asyncio face --------------------------------------------------------------------
-
-    async def generate(
-        self, request: GenerationRequest, on_delta: Callable[[str], object] | None = None
-    ) -> GenerationResult:
-        """Continue ``request``'s prompt; cancelling the awaiting task ends its row.
-
-        ``on_delta``, if given, is called on the event loop with each new piece of text as it is
-        decoded (never a split character); the pieces add up to the result's text.
-        """
-        pending = self._submit(request, on_delta)
-        # The worker ends a row at its deadline; the grace is a backstop should it fail to.
-        wait = pending.deadline - time.monotonic() + DEADLINE_GRACE_S
-        try:
-            return await asyncio.wait_for(asyncio.shield(pending.future), max(0.0, wait))
-        except TimeoutError:
-            pending.cancelled = True
-            raise GenerationTimeout("no result by the deadline") from None
-        except asyncio.CancelledError:
-            pending.cancelled = True
-            raise
-
-    def _submit(self, request: GenerationRequest, on_delta) -> _Pending:
-        if self._cutting:
-            raise EngineStopping("the engine is stopping")
-        if self._thread is None or self._closing:
-            raise EngineUnavailable("the engine is not running")
+    def _pending(self, request: GenerationRequest, deadline: float, on_delta) -> _Pending:
         # Keep the newest tokens when the prompt and the answer would not fit (nanoGPT's crop).
         room = max(1, self.n_positions - request.params.max_new_tokens)
-        deadline = request.deadline or time.monotonic() + self.config.request_timeout_s
-        pending = _Pending(request, list(request.prompt_ids[-room:]), deadline, on_delta)
-        with self._cond:
-            depth = len(self._queue)
-            if depth >= self.config.max_queue:
-                calls = depth / self.config.max_batch_size + 1
-                raise EngineBusy(depth, calls * self._seconds_per_call)
-            self._queue.append(pending)
-            self._cond.notify()
-        return pending
+        return _Pending(request, list(request.prompt_ids[-room:]), deadline, on_delta)
+
+    def _estimated_wait(self, depth: int) -> float:
+        return (depth / self.config.max_batch_size + 1) * self._seconds_per_call
 
     # -- the worker --------------------------------------------------------------------------
-
-    def _run(self) -> None:
-        try:
-            self._serve()
-        except Exception:
-            log.exception("the CTranslate2 worker stopped unexpectedly; starting a new one")
-            self.restarts += 1
-            self._fail_everything(lambda: EngineUnavailable("the engine worker stopped"))
-            with self._cond:
-                if not self._closing:
-                    self._thread = threading.Thread(
-                        target=self._run, name="storybot-ct2", daemon=True
-                    )
-                    self._thread.start()
 
     def _serve(self) -> None:
         while (taken := self._take()) is not None:
@@ -398,21 +301,9 @@ class CTranslate2Engine:
         choices = token_choices(scores, row.generated, row.pending.request.params)
         return tuple(c for c in choices if c.token != self.loaded.eos_id)
 
-    def _decode(self, ids: list[int]) -> str:
-        return self.loaded.tokenizer.decode(ids, skip_special_tokens=True)
-
     def _settle_error(self, row: _Row, error: EngineError) -> None:
         row.settled = True
         self._fail(row.pending, error)
-
-    def _fail(self, pending: _Pending, error: EngineError) -> None:
-        self.failed += 1
-        pending.finish(error=error)
-
-    def _empty_queue(self) -> list[_Pending]:
-        with self._cond:
-            queued, self._queue = list(self._queue), collections.deque()
-        return queued
 
     def _fail_everything(self, error: Callable[[], EngineError]) -> None:
         """Fail every request the engine holds, each with an error of its own."""

@@ -1,21 +1,20 @@
 """The local engine: one worker thread owns the model and decodes every request in one batch.
 
-Requests come in from asyncio through a bounded queue. The worker takes what has arrived, prefills
-each new request alone, splices it into the running batch and decodes the whole batch one token at
-a time (continuous batching): a row that finishes returns at once and a new request joins at the
-next step instead of waiting for the batch to drain. Results and stream deltas go back to the event
-loop with ``call_soon_threadsafe``; the event loop never runs model code.
+Requests come in from asyncio through a bounded queue (``worker.WorkerEngine``). The worker takes
+what has arrived, prefills it (requests of similar length together; one whose context starts like
+a stored one only after that start), splices it into the running batch and decodes the whole batch
+one token at a time (continuous batching): a row that finishes returns at once, leaving its encoded
+context in the store for the story's next turn, and a new request joins at the next step instead
+of waiting for the batch to drain. Results and stream deltas go back to the event loop with
+``call_soon_threadsafe``; the event loop never runs model code.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -23,51 +22,27 @@ from bot.config import ModelConfig
 from bot.engine.batch import Batch, Row
 from bot.engine.kvcache import Prefix, PrefixCache
 from bot.engine.loader import LoadedModel, load_model
-from bot.engine.pending import Pending
 from bot.engine.sampling import RowSampler, StopRule, TextStream, TokenChooser
 from bot.engine.types import (
-    EngineBusy,
     EngineError,
     EngineStopping,
-    EngineUnavailable,
     FinishReason,
     GenerationFailed,
-    GenerationRequest,
     GenerationResult,
     GenerationTimeout,
 )
+from bot.engine.worker import EngineStats, Pending, WorkerEngine
 
 log = logging.getLogger(__name__)
 
-DEADLINE_GRACE_S = 5.0
 PREFILL_TOKENS = 4096  # the most tokens (padding included) encoded in one forward pass
 
 
-@dataclass
-class EngineStats:
-    """A snapshot of the engine's load."""
-
-    queued: int
-    active: int
-    completed: int
-    failed: int
-    restarts: int
-    batch_cap: int
-    prefix_hits: int = 0  # turns that encoded only what was new since a stored context
-    prefix_mb: float = 0.0  # memory the stored contexts take
-
-
-class LocalEngine:
+class LocalEngine(WorkerEngine):
     """Serves generation requests from a model in this process."""
 
     def __init__(self, config: ModelConfig, loaded: LoadedModel | None = None) -> None:
-        self.config = config
-        self._loaded = loaded
-        self._queue: collections.deque[Pending] = collections.deque()
-        self._cond = threading.Condition()
-        self._closing = False
-        self._cutting = False  # cut_short() was called: rows end now, nothing new starts
-        self._thread: threading.Thread | None = None
+        super().__init__(config, loaded)
         self._batch: Batch | None = None
         self._resume: list[Row] = []
         self._admitting: list[Row | Pending] = []  # taken from the queue, not yet in the batch
@@ -76,54 +51,19 @@ class LocalEngine:
         self._batch_cap = config.max_batch_size
         self._good_steps = 0
         self._seconds_per_request = 1.0
-        self.completed = self.failed = self.restarts = 0
 
-    # -- lifecycle ---------------------------------------------------------------------------
+    def _load(self) -> LoadedModel:
+        c = self.config
+        return load_model(c.name, c.device, c.dtype, c.attention)
 
     async def start(self) -> None:
-        """Load the model (in a thread) and start the worker."""
+        """Load the model (in a thread), compile it if asked, and start the worker."""
         if self._loaded is None:
-            c = self.config
-            self._loaded = await asyncio.to_thread(
-                load_model, c.name, c.device, c.dtype, c.attention
-            )
+            self._loaded = await asyncio.to_thread(self._load)
         if self.config.compile:
             model = self._loaded.model
             model.forward = torch.compile(model.forward, dynamic=True)
-        self._closing = False
-        self._start_worker()
-
-    async def close(self) -> None:
-        """Stop the worker; every request still waiting fails with EngineUnavailable."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
-            self._thread = None
-        self._fail_everything(lambda: EngineUnavailable("the engine was closed"))
-
-    def cut_short(self) -> None:
-        """End every part now: rows being written finish with what they have (finish reason
-        "interrupted"), requests not yet started fail with :class:`EngineStopping`, and new ones
-        are refused. For a graceful stop that has run out of time to wait."""
-        with self._cond:
-            self._cutting = True
-            self._cond.notify_all()
-
-    @property
-    def loaded(self) -> LoadedModel:
-        if self._loaded is None:
-            raise EngineUnavailable("the engine has not been started")
-        return self._loaded
-
-    @property
-    def tokenizer(self):
-        return self.loaded.tokenizer
-
-    @property
-    def n_positions(self) -> int:
-        return self.loaded.n_positions
+        await super().start()
 
     def stats(self) -> EngineStats:
         return EngineStats(
@@ -137,80 +77,17 @@ class LocalEngine:
             prefix_mb=self._prefixes.size / 2**20,
         )
 
-    # -- the asyncio face --------------------------------------------------------------------
-
-    async def generate(
-        self, request: GenerationRequest, on_delta: Callable[[str], object] | None = None
-    ) -> GenerationResult:
-        """Continue ``request``'s prompt; cancelling the awaiting task removes its row.
-
-        ``on_delta``, if given, is called on the event loop with each new piece of text as it is
-        decoded (never a split character); the pieces add up to the result's text.
-        """
-        pending = self._submit(request, on_delta)
-        # The worker ends a row at its deadline; the grace is a backstop should the worker fail to.
-        wait = pending.deadline - time.monotonic() + DEADLINE_GRACE_S
-        try:
-            return await asyncio.wait_for(asyncio.shield(pending.future), max(0.0, wait))
-        except TimeoutError:
-            pending.cancelled = True
-            raise GenerationTimeout("no result by the deadline") from None
-        except asyncio.CancelledError:
-            pending.cancelled = True
-            raise
-
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[str]:
-        """Yield the continuation as text deltas, never splitting a character."""
-        deltas: asyncio.Queue[str | None] = asyncio.Queue()
-        pending = self._submit(request, deltas.put_nowait)
-        # Deltas are queued before the result is set, so the end marker comes after the last one.
-        pending.future.add_done_callback(lambda _: deltas.put_nowait(None))
-        try:
-            while (delta := await deltas.get()) is not None:
-                yield delta
-            pending.future.result()  # raise the request's error, if it had one
-        finally:
-            if not pending.future.done():
-                pending.cancelled = True
-
-    def _submit(self, request: GenerationRequest, on_delta) -> Pending:
-        if self._cutting:
-            raise EngineStopping("the engine is stopping")
-        if self._thread is None or self._closing:
-            raise EngineUnavailable("the engine is not running")
-        deadline = request.deadline or time.monotonic() + self.config.request_timeout_s
-        pending = Pending(request, deadline, on_delta)
-        with self._cond:
-            depth = len(self._queue)
-            if depth >= self.config.max_queue:
-                raise EngineBusy(depth, self._estimated_wait(depth))
-            self._queue.append(pending)
-            self._cond.notify()
-        return pending
-
     def _estimated_wait(self, depth: int) -> float:
         rounds = depth / max(1, self._batch_cap) + 1
         return rounds * self._seconds_per_request
 
     # -- the worker --------------------------------------------------------------------------
 
-    def _start_worker(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="storybot-engine", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            with torch.inference_mode():
-                self._serve()
-        except Exception:
-            log.exception("the engine worker stopped unexpectedly; starting a new one")
-            self.restarts += 1
-            self._fail_everything(lambda: EngineUnavailable("the engine worker stopped"))
-            with self._cond:
-                if not self._closing:
-                    self._start_worker()
-
     def _serve(self) -> None:
+        with torch.inference_mode():
+            self._decode_batches()
+
+    def _decode_batches(self) -> None:
         loaded = self.loaded
         self._batch = batch = Batch(loaded.model, loaded.device)
         while True:
@@ -362,12 +239,6 @@ class LocalEngine:
         for pending in [a for a in arrivals if isinstance(a, Pending)] + self._empty_queue():
             self._fail(pending, EngineStopping("stopped before it started"))
 
-    def _empty_queue(self) -> list[Pending]:
-        """Take every request still waiting in the queue."""
-        with self._cond:
-            queued, self._queue = list(self._queue), collections.deque()
-        return queued
-
     def _drop_abandoned(self, batch: Batch) -> None:
         now = time.monotonic()
         keep = []
@@ -478,13 +349,6 @@ class LocalEngine:
         self._seconds_per_request = 0.8 * self._seconds_per_request + 0.2 * result.elapsed_s
         self.completed += 1
         pending.finish(result)
-
-    def _decode(self, ids: list[int]) -> str:
-        return self.loaded.tokenizer.decode(ids, skip_special_tokens=True)
-
-    def _fail(self, pending: Pending, error: EngineError) -> None:
-        self.failed += 1
-        pending.finish(error=error)
 
     def _fail_everything(self, error: Callable[[], EngineError]) -> None:
         """Fail every request the engine holds: decoding, being admitted, evicted or queued.

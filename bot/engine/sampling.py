@@ -176,20 +176,8 @@ class TokenChooser:
         raw: torch.Tensor, rows: Sequence[RowSampler], tokens: torch.Tensor, chance: torch.Tensor
     ) -> None:
         """Note each explained row's choice: its probability, rank and the likeliest tokens."""
-        probs = raw.softmax(dim=-1)
-        chosen = probs.gather(1, tokens.unsqueeze(1)).squeeze(1)
-        ranks = (probs > chosen.unsqueeze(1)).sum(dim=-1) + 1
-        top_p, top_ids = probs.topk(ALTERNATIVES, dim=-1)
-        for n, row in enumerate(rows):
-            row.choices.append(
-                TokenChoice(
-                    token=int(tokens[n]),
-                    p=float(chance[n]),
-                    p_model=float(chosen[n]),
-                    rank=int(ranks[n]),
-                    alternatives=tuple(zip(top_ids[n].tolist(), top_p[n].tolist(), strict=True)),
-                )
-            )
+        for row, choice in zip(rows, token_notes(raw, tokens, chance), strict=True):
+            row.choices.append(choice)
 
     @staticmethod
     def _sample(logits: torch.Tensor, params: Sequence[SamplingParams], draws: torch.Tensor):
@@ -217,6 +205,28 @@ class TokenChooser:
         picked = picked.clamp_max(probs.shape[-1] - 1)
         chance = (probs.gather(1, picked) / cdf[:, -1:]).squeeze(1)
         return picked.squeeze(1), chance
+
+
+def token_notes(
+    scores: torch.Tensor, tokens: torch.Tensor, chance: torch.Tensor
+) -> list[TokenChoice]:
+    """How each of ``tokens`` was chosen, one per row of ``scores`` ([rows, vocab] logits): the
+    model's probability of it, its rank and the likeliest tokens, and ``chance``, the probability
+    the sampler gave it."""
+    probs = scores.softmax(dim=-1)
+    chosen = probs.gather(1, tokens.unsqueeze(1)).squeeze(1)
+    ranks = (probs > chosen.unsqueeze(1)).sum(dim=-1) + 1
+    top_p, top_ids = probs.topk(ALTERNATIVES, dim=-1)
+    return [
+        TokenChoice(
+            token=int(tokens[n]),
+            p=float(chance[n]),
+            p_model=float(chosen[n]),
+            rank=int(ranks[n]),
+            alternatives=tuple(zip(top_ids[n].tolist(), top_p[n].tolist(), strict=True)),
+        )
+        for n in range(len(tokens))
+    ]
 
 
 NUCLEUS_BINS = 512  # the histogram's bins, each 1/16 of a nat (about 6 %) below the one before
