@@ -11,7 +11,6 @@ of waiting for the batch to drain. Results and stream deltas go back to the even
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -56,14 +55,10 @@ class LocalEngine(WorkerEngine):
         c = self.config
         return load_model(c.name, c.device, c.dtype, c.attention)
 
-    async def start(self) -> None:
-        """Load the model (in a thread), compile it if asked, and start the worker."""
-        if self._loaded is None:
-            self._loaded = await asyncio.to_thread(self._load)
+    def _ready(self) -> None:
         if self.config.compile:
-            model = self._loaded.model
+            model = self.loaded.model
             model.forward = torch.compile(model.forward, dynamic=True)
-        await super().start()
 
     def stats(self) -> EngineStats:
         return EngineStats(
@@ -167,14 +162,15 @@ class LocalEngine(WorkerEngine):
                 yield [row], hit
         fresh.sort(key=lambda row: len(_context(row)))
         group: list[Row] = []
+        used = 0  # the group's tokens without padding
         for row in fresh:
             longest = len(_context(row))
             tokens = longest * (len(group) + 1)
-            used = sum(len(_context(r)) for r in group) + longest
-            if group and (tokens > PREFILL_TOKENS or used < 0.75 * tokens):
+            if group and (tokens > PREFILL_TOKENS or used + longest < 0.75 * tokens):
                 yield group, None
-                group = []
+                group, used = [], 0
             group.append(row)
+            used += longest
         if group:
             yield group, None
 

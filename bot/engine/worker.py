@@ -4,6 +4,7 @@ lifecycle and asyncio face."""
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import collections
 import contextlib
@@ -86,7 +87,7 @@ class EngineStats:
     prefix_mb: float = 0.0  # memory the stored contexts take
 
 
-class WorkerEngine:
+class WorkerEngine(abc.ABC):
     """What the engines whose model runs in one worker thread share: the queue the event loop
     fills, the worker's life (a worker that dies fails what it held and is started again), the
     asyncio face, and failing requests. A subclass loads its model (``_load``), serves the queue
@@ -106,24 +107,27 @@ class WorkerEngine:
 
     # -- what a subclass provides ----------------------------------------------------------------
 
+    @abc.abstractmethod
     def _load(self):
         """Load the model (in a thread, at start); what ``loaded`` returns."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _serve(self) -> None:
         """The worker's loop: take requests from the queue and write them, until closing."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _fail_everything(self, error: Callable[[], EngineError]) -> None:
         """Fail every request the engine holds, each with a fresh ``error()``."""
-        raise NotImplementedError
+
+    @abc.abstractmethod
+    def _estimated_wait(self, depth: int) -> float:
+        """Seconds a request behind ``depth`` others would wait, for the busy message."""
 
     def _pending(self, request: GenerationRequest, deadline: float, on_delta) -> Pending:
         return Pending(request, deadline, on_delta)
 
-    def _estimated_wait(self, depth: int) -> float:
-        """Seconds a request behind ``depth`` others would wait, for the busy message."""
-        raise NotImplementedError
+    def _ready(self) -> None:  # noqa: B027 - a hook: most engines need nothing here
+        """Make the loaded model ready to serve, before the worker starts (nothing by default)."""
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -131,6 +135,7 @@ class WorkerEngine:
         """Load the model (in a thread) and start the worker."""
         if self._loaded is None:
             self._loaded = await asyncio.to_thread(self._load)
+        self._ready()
         self._closing = False
         self._start_worker()
 
