@@ -28,8 +28,6 @@ import contextlib
 import dataclasses
 import re
 import shutil
-import socket
-import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
@@ -40,7 +38,6 @@ from wordfreq import zipf_frequency
 
 from bench.quality import Part, SeededEngine, judge
 from bench.real_model import prepare
-from bench.stub import free_port
 from bot.banned import BannedWords
 from bot.config import CapsConfig, Config, DatabaseConfig, GenerationConfig, ModelConfig
 from bot.engine import LocalEngine
@@ -49,6 +46,7 @@ from bot.limits import Admission, Limit
 from bot.service import Actor, StoryService
 from bot.store import Store
 from bot.story import MODES
+from tests.servers import redis_server
 
 PROMPTS = [
     "The scaly beast breathed fire over the village, and everyone feared the",
@@ -180,21 +178,8 @@ def local_redis():
     if binary is None:
         yield None
         return
-    port = free_port()
-    server = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(100):
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        server.terminate()
-        server.wait(10)
+    with redis_server(binary) as uri:
+        yield uri
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -4,18 +4,13 @@ answers at once, so whatever time is spent is the bot's (and the local round tri
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Callable
 
 from aiohttp import web
 
+from tests.servers import free_port
+
 HEAD = {"id": "1", "object": "text_completion", "created": 0, "model": "stub"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def event_stream(texts: list[str], finish: str) -> bytes:

@@ -55,23 +55,22 @@ import math
 import os
 import random
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
-from bench.stub import event_stream, free_port, serve
+from bench.stub import event_stream, serve
 from bot.config import ATTENTION, DEVICES, DTYPES, CTranslate2Config, ModelConfig, RemoteConfig
 from bot.engine import GenerationRequest, LocalEngine, SamplingParams
 from bot.engine.ctranslate2 import CTranslate2Engine, convert
 from bot.engine.loader import LoadedModel, load_model
 from bot.engine.remote import RemoteEngine
+from tests.servers import answers_http, free_port, running
+from tests.servers import transformers_serve as transformers_serve_command
 from tests.tinymodel import build_model
 
 TINY_SHAPE = {"n_layer": 2, "n_head": 2, "n_embd": 64}
@@ -333,25 +332,14 @@ def transformers_serve(model_dir: Path, continuous: bool = False):
     """`transformers serve` on a free local port with ``model_dir``, for this run
     (``continuous``: with its continuous batching)."""
     port = free_port()
-    script = Path(sys.executable).parent / "transformers"
-    server = subprocess.Popen(
-        [str(script) if script.exists() else "transformers", "serve", str(model_dir),
-         "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
-         *(["--continuous-batching"] if continuous else [])],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        # as many threads as ours, for a fair comparison
-        env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())},
-    )  # fmt: skip
-    try:
-        for _ in range(600):
-            with contextlib.suppress(OSError):
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1).close()
-                break
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.terminate()
-        server.wait(30)
+    command = transformers_serve_command(
+        model_dir, port, *(["--continuous-batching"] if continuous else [])
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    # as many threads as ours, for a fair comparison
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    with running(command, answers_http(f"{url}/models"), timeout_s=120, env=env):
+        yield url
 
 
 async def run_remote(

@@ -6,14 +6,8 @@ import dataclasses
 import importlib.util
 import logging
 import os
-import shutil
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 import types
-import urllib.request
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -32,6 +26,7 @@ from bot.engine.loader import LoadedModel, load_model
 from bot.limits import Admission, ChannelOrder
 from bot.service import StoryService
 from bot.store import Store
+from tests.servers import DidNotStart, answers_http, free_port, running, transformers_serve
 from tests.tinymodel import build_model
 
 torch.set_num_threads(1)
@@ -104,12 +99,6 @@ def real_model_dir() -> Path:
 SERVING = all(importlib.util.find_spec(m) for m in ("fastapi", "uvicorn", "openai"))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def served(tiny_model_dir):
     """`transformers serve` on 127.0.0.1 with the tiny model (the remote engine's tests, and the
@@ -117,30 +106,14 @@ def served(tiny_model_dir):
     if not SERVING:
         pytest.skip("transformers[serving] is not installed")
     port = free_port()
-    # The venv's own `transformers` command, found without the venv on PATH.
-    script = Path(sys.executable).parent / "transformers"
-    args = [str(script)] if script.exists() else [shutil.which("transformers") or "transformers"]
-    server = subprocess.Popen(
-        [*args, "serve", str(tiny_model_dir), "--host", "127.0.0.1", "--port", str(port),
-         "--device", "cpu"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}/v1"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = transformers_serve(tiny_model_dir, port)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/v1/models", timeout=1) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    pytest.fail("transformers serve did not start")
-                time.sleep(0.2)
-        yield f"{url}/v1"
-    finally:
-        server.terminate()
-        server.wait(20)
+        with running(command, answers_http(f"{url}/models"), timeout_s=120, env=env):
+            yield url
+    except DidNotStart as error:
+        pytest.fail(str(error))
 
 
 @pytest.fixture

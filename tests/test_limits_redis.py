@@ -10,16 +10,13 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
-import subprocess
-import time
 import uuid
 
 import pytest
 
 from bot.errors import LimitsUnavailable, RateLimited
 from bot.limits import Admission, Limit
-from tests.conftest import free_port
+from tests.servers import DidNotStart, free_port, redis_server
 
 GIVEN = os.environ.get("STORYBOT_TEST_REDIS")
 REDIS = shutil.which("redis-server")
@@ -35,26 +32,11 @@ def redis_uri():
     if GIVEN:
         yield GIVEN
         return
-    port = free_port()
-    server = subprocess.Popen(
-        [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    pytest.fail("redis-server did not start")
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        server.terminate()
-        server.wait(10)
+        with redis_server(REDIS) as uri:
+            yield uri
+    except DidNotStart as error:
+        pytest.fail(str(error))
 
 
 def member(n: int, rate: int = 2, test: str = "") -> list[Limit]:

@@ -23,7 +23,8 @@ from bot.engine.types import (
     SamplingParams,
 )
 from bot.service import Actor, StoryService
-from tests.conftest import SERVING, free_port
+from tests.conftest import SERVING
+from tests.servers import free_port
 
 needs_server = pytest.mark.skipif(
     not SERVING,

@@ -462,6 +462,19 @@ async def later_guild(emu, world):
     return guild, guild.add_text_channel("tales"), guild.add_member("zed")
 
 
+async def write_in_both_guilds(emu, world, tales, zed) -> None:
+    """A story started in the world's channel and one in the later guild's, both answered."""
+    here = await world.alice.slash(world.channel, "write", prompt="In the first guild")
+    there = await zed.slash(tales, "write", prompt="In the later guild")
+    await answer(emu, here)
+    await answer(emu, there)
+
+
+def identified_shards(emu) -> list:
+    """The ``[shard_id, shard_count]`` of every IDENTIFY the bots sent."""
+    return [f.data["shard"] for f in emu.gateway_log if f.direction == "from_bot" and f.op == 2]
+
+
 async def test_two_shard_groups_each_serve_their_guilds_from_their_own_database(
     emu, world, bot_config, tmp_path
 ):
@@ -486,14 +499,9 @@ async def test_two_shard_groups_each_serve_their_guilds_from_their_own_database(
 
     first, second = group(mine), group(theirs)
     async with storybot(emu, first), storybot(emu, second):
-        here = await world.alice.slash(world.channel, "write", prompt="In the first guild")
-        there = await zed.slash(tales, "write", prompt="In the later guild")
-        await answer(emu, here)
-        await answer(emu, there)
+        await write_in_both_guilds(emu, world, tales, zed)
 
-    identifies = [
-        f.data["shard"] for f in emu.gateway_log if f.direction == "from_bot" and f.op == 2
-    ]
+    identifies = identified_shards(emu)
     assert sorted(identifies) == sorted([[mine, count], [theirs, count]])
     assert [r["kind"] for r in turns(first, world.channel.id)] == ["opening", "model"]
     assert [r["kind"] for r in turns(second, tales.id)] == ["opening", "model"]
@@ -510,13 +518,8 @@ async def test_one_process_runs_several_shards(emu, world, bot_config):
     emu.max_concurrency = 16  # a large bot's: every shard identifies at once
     async with storybot(emu, config) as bot:
         assert type(bot).__name__ == "ShardedStoryBot"
-        here = await world.alice.slash(world.channel, "write", prompt="In the first guild")
-        there = await zed.slash(tales, "write", prompt="In the later guild")
-        await answer(emu, here)
-        await answer(emu, there)
+        await write_in_both_guilds(emu, world, tales, zed)
 
-    identifies = [
-        f.data["shard"] for f in emu.gateway_log if f.direction == "from_bot" and f.op == 2
-    ]
+    identifies = identified_shards(emu)
     assert sorted(identifies) == [[n, count] for n in range(count)]
     assert len(turns(config, world.channel.id)) == len(turns(config, tales.id)) == 2
